@@ -1,0 +1,216 @@
+"""Reading and validating model yaml files, and building their layers.
+
+The format is YOLOv5's: top-level ``nc``, ``depth_multiple``, ``width_multiple``, ``anchors`` and two lists of rows,
+``backbone`` and ``head``, each row ``[from, number, module, args]``. Module names map to classes through the
+explicit table :data:`MODULES`; nothing from a file is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from models.common import C3, SPPF, Bottleneck, Concat, Conv
+from models.head import Detect
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+#: Module names allowed in a model yaml and the classes they build.
+MODULES: dict[str, type[nn.Module]] = {
+    "Conv": Conv,
+    "Bottleneck": Bottleneck,
+    "C3": C3,
+    "SPPF": SPPF,
+    "Concat": Concat,
+    "Detect": Detect,
+    "nn.Upsample": nn.Upsample,
+    "Upsample": nn.Upsample,
+}
+
+#: Blocks whose first argument is an output channel count that scales with ``width_multiple``.
+_CHANNEL_BLOCKS = (Conv, Bottleneck, C3, SPPF)
+#: Blocks that take the scaled ``number`` as their own repeat count instead of being stacked.
+_REPEAT_BLOCKS = (C3,)
+REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
+
+
+class ModelConfigError(ValueError):
+    """A model yaml that cannot be built; the message names the source, the row and the problem."""
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    """Smallest multiple of ``divisor`` that is >= ``x``."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def resolve_cfg_path(cfg: str | Path) -> Path:
+    """Find a model yaml: the path as given, or a bare name (``yolov5s`` / ``yolov5s.yaml``) in ``models/``."""
+    path = Path(cfg)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else path.name + ".yaml"
+    candidate = MODELS_DIR / name
+    if candidate.is_file():
+        return candidate
+    raise FileNotFoundError(f"model config '{cfg}' not found (looked for it as a path and as models/{name})")
+
+
+def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
+    """Return ``(config dict, source name)`` for a yaml path, a bare model name, or an already parsed dict."""
+    if isinstance(cfg, dict):
+        return copy.deepcopy(cfg), cfg.get("yaml_file", "<dict>")
+    path = resolve_cfg_path(cfg)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ModelConfigError(f"{path}: not valid yaml: {e}") from e
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data["yaml_file"] = path.name
+    return data, str(path)
+
+
+def validate_model_dict(d: dict, source: str) -> None:
+    """Check the top-level keys and the shape of every row; raise :class:`ModelConfigError` naming the problem."""
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise ModelConfigError(f"{source}: missing key(s) {missing}; a model yaml needs {list(REQUIRED_KEYS)}")
+    for key in ("depth_multiple", "width_multiple"):
+        if not isinstance(d[key], (int, float)) or d[key] <= 0:
+            raise ModelConfigError(f"{source}: '{key}' must be a positive number, got {d[key]!r}")
+    if not isinstance(d["nc"], int) or d["nc"] < 1:
+        raise ModelConfigError(f"{source}: 'nc' must be a positive integer, got {d['nc']!r}")
+    anchors = d["anchors"]
+    if isinstance(anchors, list):
+        if not anchors or any(not isinstance(a, list) or len(a) % 2 or not a for a in anchors):
+            raise ModelConfigError(
+                f"{source}: 'anchors' must be a list of per-level [w1, h1, w2, h2, ...] lists, got {anchors!r}"
+            )
+        if len({len(a) for a in anchors}) != 1:
+            raise ModelConfigError(f"{source}: every level needs the same number of anchors, got {anchors!r}")
+    elif not (isinstance(anchors, int) and anchors > 0):
+        raise ModelConfigError(f"{source}: 'anchors' must be a list of lists or a positive int, got {anchors!r}")
+    for section in ("backbone", "head"):
+        if not isinstance(d[section], list) or not d[section]:
+            raise ModelConfigError(f"{source}: '{section}' must be a non-empty list of rows")
+
+
+@dataclass
+class Layer:
+    """One built row: the module, where its input comes from, and bookkeeping for the forward pass."""
+
+    module: nn.Module
+    index: int
+    source: int | list[int]
+    type_name: str
+
+
+def _row_label(source: str, i: int, n_backbone: int) -> str:
+    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+    return f"{source}: {section} row {j} (layer {i})"
+
+
+def _resolve_from(f: Any, i: int, label: str) -> int | list[int]:
+    """Check a ``from`` entry: -1/negative = relative to this layer; non-negative = absolute earlier layer."""
+    items = f if isinstance(f, list) else [f]
+    if not items:
+        raise ModelConfigError(f"{label}: 'from' is an empty list")
+    for x in items:
+        if not isinstance(x, int) or isinstance(x, bool):
+            raise ModelConfigError(f"{label}: 'from' must be an int or list of ints, got {f!r}")
+        if i == 0:
+            if x != -1:
+                raise ModelConfigError(f"{label}: the first layer must read the input (from = -1), got {f!r}")
+            continue
+        if not (-i <= x < i):
+            raise ModelConfigError(f"{label}: 'from' index {x} does not refer to an earlier layer (0..{i - 1} or -1)")
+    return f
+
+
+def _substitute_args(args: list, d: dict, label: str) -> list:
+    """Replace the names ``nc`` and ``anchors`` by their values and the word ``None`` by None (YOLOv5 yaml files
+    write ``nn.Upsample`` args as ``[None, 2, 'nearest']``); other values pass through unchanged."""
+    if not isinstance(args, list):
+        raise ModelConfigError(f"{label}: 'args' must be a list, got {args!r}")
+    out = []
+    for a in args:
+        if a == "nc":
+            out.append(d["nc"])
+        elif a == "anchors":
+            out.append(d["anchors"])
+        elif a == "None":
+            out.append(None)
+        else:
+            out.append(a)
+    return out
+
+
+def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]:
+    """Build every row of a validated model dict for ``ch`` input channels.
+
+    Returns the layers in order and ``save``: the sorted indices of layers whose outputs later rows read.
+    """
+    gd, gw = d["depth_multiple"], d["width_multiple"]
+    rows = d["backbone"] + d["head"]
+    n_backbone = len(d["backbone"])
+    channels: list[int] = []
+    layers: list[Layer] = []
+    save: set[int] = set()
+
+    for i, row in enumerate(rows):
+        label = _row_label(source, i, n_backbone)
+        if not isinstance(row, list) or len(row) != 4:
+            raise ModelConfigError(f"{label}: a row must be [from, number, module, args], got {row!r}")
+        f, n, name, args = row
+        f = _resolve_from(f, i, label)
+        if name not in MODULES:
+            raise ModelConfigError(f"{label}: unknown module {name!r}; known modules: {sorted(MODULES)}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ModelConfigError(f"{label}: 'number' must be a positive int, got {n!r}")
+        cls = MODULES[name]
+        args = _substitute_args(args, d, label)
+        n = max(round(n * gd), 1) if n > 1 else n
+        c_in = channels[f] if isinstance(f, int) and i > 0 else (ch if i == 0 else None)
+
+        try:
+            if cls in _CHANNEL_BLOCKS:
+                if not args or not isinstance(args[0], int):
+                    raise ModelConfigError(f"{label}: {name} needs an output channel count as its first arg")
+                c_out = make_divisible(args[0] * gw, 8)
+                args = [c_in, c_out, *args[1:]]
+                if cls in _REPEAT_BLOCKS:
+                    args.insert(2, n)
+                    n = 1
+            elif cls is Concat:
+                c_out = sum(channels[x] for x in (f if isinstance(f, list) else [f]))
+            elif cls is Detect:
+                if not isinstance(f, list):
+                    raise ModelConfigError(f"{label}: Detect needs a list of input layers in 'from'")
+                if len(args) < 2:
+                    raise ModelConfigError(f"{label}: Detect args must be [nc, anchors]")
+                args = [args[0], args[1], [channels[x] for x in f]]
+                if isinstance(args[1], int):
+                    args[1] = [list(range(args[1] * 2))] * len(f)
+                c_out = 0
+            else:
+                c_out = c_in
+            module = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
+        except ModelConfigError:
+            raise
+        except (TypeError, ValueError, IndexError) as e:
+            raise ModelConfigError(f"{label}: cannot build {name} with args {args!r}: {e}") from e
+
+        layers.append(Layer(module, i, f, name))
+        save.update(x % i for x in (f if isinstance(f, list) else [f]) if x != -1)
+        if i == 0:
+            channels = []
+        channels.append(c_out)
+    if layers[-1].type_name != "Detect":
+        raise ModelConfigError(f"{source}: the last head row must be Detect, got {layers[-1].type_name}")
+    return layers, sorted(save)

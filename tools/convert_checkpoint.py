@@ -1,0 +1,46 @@
+"""Convert a YOLOv5 checkpoint (upstream pickle or bare state dict) to this project's plain-data format.
+
+    python tools/convert_checkpoint.py --weights yolov5s.pt --out yolov5s-converted.pt
+    python tools/convert_checkpoint.py --weights state_dict.pt --cfg models/yolov5s.yaml --out model.pt
+
+The output loads with ``torch.load(..., weights_only=True)`` and with ``models.load_model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.loading import convert_checkpoint
+
+
+@dataclass
+class ConvertConfig:
+    weights: Path
+    out: Path
+    cfg: Path | None = None
+    fp32: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> ConvertConfig:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, required=True, help="checkpoint to convert")
+    p.add_argument("--out", type=Path, required=True, help="where to write the converted checkpoint")
+    p.add_argument("--cfg", type=Path, default=None, help="model yaml, needed only for a bare state dict")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, as upstream stores them)")
+    a = p.parse_args(argv)
+    return ConvertConfig(weights=a.weights, out=a.out, cfg=a.cfg, fp32=a.fp32)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = parse_args(argv)
+    out = convert_checkpoint(cfg.weights, cfg.out, cfg=cfg.cfg, half=not cfg.fp32)
+    logging.getLogger(__name__).info("Wrote %s", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Our checkpoint file format: plain data only, written atomically.
+
+A checkpoint is a dict that ``torch.load(path, weights_only=True)`` reads (tensors, dicts, lists, str, int, float,
+bool, None; no pickled classes):
+
+======================  =================================================================================
+``format``              :data:`FORMAT` - marks the file as ours
+``format_version``      :data:`FORMAT_VERSION`
+``arch``                ``{"yaml": model description dict, "channels": {module name: sizes}}``
+                        (see :meth:`models.yolo.Model.arch`); channels record pruned widths
+``names``               list of class names
+``model``               state dict of the trained model (fp32 in training checkpoints, fp16 once stripped)
+``ema``                 state dict of the EMA model or None; :func:`models.load_model` prefers it
+``updates``             EMA update count
+``optimizer``           optimizer state dict or None
+``scheduler``           LR scheduler state dict or None
+``scaler``              AMP grad-scaler state dict or None
+``epoch``               last completed epoch (0-based), -1 for a finished/stripped checkpoint
+``best_fitness``        float or None
+``train_args``          the run's arguments as plain data, or None
+``extra``               dict of further plain state (e.g. distillation adapters), may be empty
+``date``                ISO-8601 time of writing
+======================  =================================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "yolov5-kd-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not hold what was asked for; the message names the file."""
+
+
+def is_our_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
+    """Write ``ckpt`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash while saving leaves the previous file (if any) untouched, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp_name, "xb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_readable(path: str | Path) -> Path:
+    """Raise a clear error when ``path`` is missing, not a file, or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); it is not a checkpoint")
+    return path
+
+
+def load_plain(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` on CPU; raises :class:`pickle.UnpicklingError` for pickled classes.
+
+    Truncated or corrupt files raise :class:`CheckpointError` naming the file.
+    """
+    path = check_readable(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise
+    except Exception as e:  # torch raises many types for damaged archives (RuntimeError, EOFError, IndexError...)
+        raise CheckpointError(f"{path}: cannot read the checkpoint (truncated or corrupt file?): {e}") from e
+
+
+def make_checkpoint(
+    model: torch.nn.Module,
+    names: list[str],
+    *,
+    ema: torch.nn.Module | None = None,
+    updates: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = -1,
+    best_fitness: float | None = None,
+    train_args: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Assemble a checkpoint dict (see the module docstring) from live training objects."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch(),
+        "names": [str(n) for n in names],
+        "model": _cpu_state(model),
+        "ema": _cpu_state(ema) if ema is not None else None,
+        "updates": int(updates),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": int(epoch),
+        "best_fitness": None if best_fitness is None else float(best_fitness),
+        "train_args": _plain(train_args) if train_args is not None else None,
+        "extra": extra or {},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def strip_checkpoint(ckpt: dict, half: bool = True) -> dict:
+    """The deployable part of a training checkpoint: EMA weights (if any) as ``model``, fp16, no training state."""
+    weights = ckpt.get("ema") or ckpt["model"]
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    out = dict(ckpt)
+    out.update(model=weights, ema=None, updates=0, optimizer=None, scheduler=None, scaler=None, epoch=-1, extra={})
+    return out
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _plain(obj: Any) -> Any:
+    """Convert arguments (dataclasses, Paths, tuples, numpy scalars) to types ``weights_only`` loading accepts."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return str(obj)

@@ -1,0 +1,94 @@
+"""Small torch helpers: device selection, seeding, parameter and FLOP counts."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+LOGGER = logging.getLogger(__name__)
+
+
+def select_device(device: str | int | torch.device = "") -> torch.device:
+    """Parse a device string: ``''`` (CUDA 0 if available, else CPU), ``'cpu'``, ``'0'``, ``'0,1'``, ``'cuda:1'``.
+
+    For a list of GPUs the first one is returned; the caller decides about multi-GPU training. Raises
+    ``ValueError`` naming the request when CUDA or the asked-for GPU index is not available.
+    """
+    if isinstance(device, torch.device):
+        return device
+    spec = str(device).strip().lower().replace("cuda:", "").replace(" ", "")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    ids = spec.split(",")
+    if not all(i.isdigit() for i in ids):
+        raise ValueError(f"invalid device '{device}': use 'cpu', a GPU index like '0', or a list like '0,1'")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available; use --device cpu")
+    n = torch.cuda.device_count()
+    bad = [i for i in ids if int(i) >= n]
+    if bad:
+        raise ValueError(f"device '{device}' requested but only {n} CUDA device(s) are visible")
+    return torch.device(f"cuda:{ids[0]}")
+
+
+def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; with ``deterministic``, also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_flops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float | None:
+    """GFLOPs of one forward pass at ``img_size`` (thop; 2 FLOPs per multiply-accumulate), or None if thop fails.
+
+    The count is taken at the model's largest stride and scaled to ``img_size`` (convolutional cost is
+    proportional to the input area).
+    """
+    try:
+        from thop import profile
+    except ImportError:  # optional
+        return None
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
+    first = next(model.parameters())
+    probe = torch.zeros(1, model.yaml.get("ch", 3) if hasattr(model, "yaml") else 3, stride, stride)
+    probe = probe.to(device=first.device, dtype=first.dtype)
+    try:
+        macs, _ = profile(copy.deepcopy(model).eval(), inputs=(probe,), verbose=False)
+    except Exception as e:  # thop does not know every module; a missing FLOP count must not stop anything
+        LOGGER.debug("FLOP count failed: %s", e)
+        return None
+    return macs * 2 / 1e9 * (h / stride) * (w / stride)
+
+
+def model_info(model: nn.Module, img_size: int | tuple[int, int] = 640, verbose: bool = False) -> dict:
+    """Summary of a model: layer count, parameters, trainable parameters, GFLOPs at ``img_size``; logs one line."""
+    n_params = count_parameters(model)
+    n_grads = count_parameters(model, trainable_only=True)
+    n_layers = len(list(model.modules()))
+    if verbose:
+        for name, p in model.named_parameters():
+            LOGGER.info("%-50s %10d %-20s %s", name, p.numel(), list(p.shape), p.requires_grad)
+    gflops = model_flops(model, img_size)
+    size = img_size if isinstance(img_size, int) else "x".join(map(str, img_size))
+    flops_txt = f", {gflops:.1f} GFLOPs at {size}" if gflops is not None else ""
+    name = getattr(model, "yaml", {}).get("yaml_file", type(model).__name__)
+    LOGGER.info("%s summary: %d layers, %d parameters, %d gradients%s", name, n_layers, n_params, n_grads, flops_txt)
+    return {"layers": n_layers, "parameters": n_params, "gradients": n_grads, "gflops": gflops}
