@@ -1,0 +1,546 @@
+"""Convert Pascal VOC XML annotations into a YOLO dataset (``images/``, ``labels/``, data yaml).
+
+Box formats:
+
+- VOC ``<bndbox>`` holds ``xmin, ymin, xmax, ymax`` in 1-based pixel coordinates (the top-left pixel is ``(1, 1)``).
+  Every corner is shifted by the origin (``1``; ``0`` for tools that write 0-based values), so a box keeps the size
+  ``xmax - xmin`` by ``ymax - ymin``: the convention of YOLOv5's own VOC conversion. A box with ``xmin == xmax`` or
+  ``ymin == ymax`` therefore has zero size; it is dropped and reported, as is a box that lies outside the image.
+  Coordinates are read as floats and never truncated; boxes are clipped to ``[0, W] x [0, H]`` pixels.
+- YOLO label rows: ``class cx cy w h``, box centre and size normalised to 0..1 by the image width and height, written
+  with 6 decimals; one ``.txt`` per image, empty for an image without objects (a background image).
+
+XML files may come from anywhere, so they are parsed with ``defusedxml``. A file that cannot be used (malformed XML,
+no matching image, unreadable image) is skipped with a warning naming it; an object that cannot be used (missing or
+non-numeric ``<bndbox>`` values, unknown class) is skipped with a warning naming the file and the object.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as DefusedET
+import yaml
+from defusedxml import DefusedXmlException
+from PIL import Image, UnidentifiedImageError
+
+LOGGER = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # preference order for equal stems
+SPLIT_MODES = ("auto", "imagesets", "ratios")
+_EXIF_ORIENTATION = 0x0112
+
+
+class VocFormatError(ValueError):
+    """An annotation file that cannot be used at all (malformed XML, not a VOC annotation)."""
+
+
+@dataclass
+class VocObject:
+    """One ``<object>``: class ``name``, raw VOC ``box`` (xmin, ymin, xmax, ymax; 1-based pixels), ``index`` in file."""
+
+    name: str
+    box: tuple[float, float, float, float]
+    difficult: bool
+    index: int
+
+
+@dataclass
+class VocAnnotation:
+    """A parsed VOC file. ``size`` is the ``<size>`` (width, height) in pixels, or None when missing or zero.
+
+    ``problems`` holds one message per object that could not be read as written (``skipped_objects`` of them were
+    left out).
+    """
+
+    path: Path
+    filename: str | None
+    size: tuple[int, int] | None
+    objects: list[VocObject]
+    problems: list[str] = field(default_factory=list)
+    skipped_objects: int = 0
+
+
+class YoloBox(NamedTuple):
+    """Result of :func:`voc_box_to_yolo`: ``xywhn`` (cx, cy, w, h normalised) or None with the ``reason``."""
+
+    xywhn: tuple[float, float, float, float] | None
+    clipped: bool
+    reason: str
+
+
+@dataclass
+class VocConfig:
+    """What to convert and how. Either ``voc_root`` (devkit layout) or both ``images`` and ``annotations``.
+
+    ``voc_root`` supplies ``JPEGImages/``, ``Annotations/`` and ``ImageSets/Main/`` unless ``images``,
+    ``annotations`` or ``imagesets`` name other folders. ``split``: ``auto`` uses ``{train,val,test}.txt`` from the
+    imagesets folder when there is one, else ``ratios``; ``imagesets`` requires them; ``ratios`` splits a sorted,
+    seeded shuffle by ``ratios`` (train, val[, test], relative weights). ``limit`` keeps at most that many images per
+    split (train, val[, test]), a seeded random choice. ``max_size`` re-encodes images whose longer side is larger as
+    JPEG (``jpeg_quality``) with that longer side; normalised labels stay valid. ``origin`` is subtracted from every
+    VOC coordinate (1 for VOC's 1-based pixels). ``data_yaml`` defaults to ``out/data.yaml``.
+    """
+
+    out: Path
+    voc_root: Path | None = None
+    images: Path | None = None
+    annotations: Path | None = None
+    imagesets: Path | None = None
+    classes: list[str] | None = None
+    split: str = "auto"
+    ratios: tuple[float, ...] = (0.7, 0.2, 0.1)
+    seed: int = 0
+    limit: tuple[int, ...] | None = None
+    skip_difficult: bool = False
+    keep_unannotated: bool = False
+    hardlink: bool = False
+    max_size: int | None = None
+    jpeg_quality: int = 90
+    origin: float = 1.0
+    data_yaml: Path | None = None
+    absolute_path: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class DroppedBox:
+    """A box left out because it has no area: its annotation ``file``, object ``index`` (0-based), class, reason."""
+
+    file: Path
+    index: int
+    name: str
+    reason: str
+
+
+@dataclass
+class VocResult:
+    """Counts from :func:`convert_voc`. ``objects`` counts written boxes per class name, ``images`` images per split."""
+
+    out: Path
+    data_yaml: Path
+    classes: list[str]
+    images: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    objects: dict[str, int] = field(default_factory=dict)
+    objects_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    backgrounds: int = 0
+    clipped: int = 0
+    dropped: list[DroppedBox] = field(default_factory=list)
+    difficult_skipped: int = 0
+    unknown_classes: dict[str, int] = field(default_factory=dict)
+    bad_objects: int = 0
+    skipped_files: list[Path] = field(default_factory=list)
+    unannotated_images: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        LOGGER.warning(message)
+        self.warnings.append(message)
+
+    def summary(self) -> str:
+        """Human-readable report of the conversion."""
+        splits = ", ".join(f"{s} {self.images[s]}" for s in SPLITS)
+        lines = [
+            f"images: {sum(self.images.values())} ({splits}), backgrounds {self.backgrounds}",
+            f"objects: {sum(self.objects.values())}",
+            *(f"  {i} {name}: {self.objects.get(name, 0)}" for i, name in enumerate(self.classes)),
+            f"clipped to the image: {self.clipped}",
+            f"dropped degenerate boxes: {len(self.dropped)}",
+            *(f"  {d.file} object {d.index} ({d.name}): {d.reason}" for d in self.dropped),
+            f"skipped difficult: {self.difficult_skipped}",
+            f"skipped unknown classes: {dict(sorted(self.unknown_classes.items())) or 'none'}",
+            f"skipped unreadable objects: {self.bad_objects}",
+            f"skipped annotation files: {len(self.skipped_files)}",
+            f"images without annotation (not written): {self.unannotated_images}",
+            f"warnings: {len(self.warnings)}",
+            f"data yaml: {self.data_yaml}",
+        ]
+        return "\n".join(lines)
+
+
+def _number(element: Element, tag: str) -> float | None:
+    text = element.findtext(tag)
+    try:
+        value = float(text.strip()) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_voc_xml(path: str | Path) -> VocAnnotation:
+    """Parse one VOC annotation file; raises :class:`VocFormatError` when the file as a whole is unusable.
+
+    Objects without a name or with missing / non-numeric ``<bndbox>`` values are left out and described in
+    ``problems``. Boxes are returned as written (xmin, ymin, xmax, ymax, 1-based pixels), not yet validated.
+    """
+    path = Path(path)
+    try:
+        root = DefusedET.parse(path).getroot()
+    except (ParseError, DefusedXmlException) as e:
+        raise VocFormatError(f"{path}: not a readable XML file ({e})") from e
+    if root.tag != "annotation":
+        raise VocFormatError(f"{path}: root element is <{root.tag}>, expected <annotation>")
+    size = None
+    size_el = root.find("size")
+    if size_el is not None:
+        w, h = _number(size_el, "width"), _number(size_el, "height")
+        if w and h and w > 0 and h > 0:
+            size = (int(w), int(h))
+    filename = (root.findtext("filename") or "").strip() or None
+    ann = VocAnnotation(path=path, filename=filename, size=size, objects=[])
+    for index, obj in enumerate(root.findall("object")):
+        name = (obj.findtext("name") or "").strip()
+        bndbox = obj.find("bndbox")
+        if not name:
+            ann.problems.append(f"{path}: object {index} has no <name>; skipped")
+            ann.skipped_objects += 1
+            continue
+        if bndbox is None:
+            ann.problems.append(f"{path}: object {index} ({name}) has no <bndbox>; skipped")
+            ann.skipped_objects += 1
+            continue
+        values = [_number(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        if any(v is None for v in values):
+            ann.problems.append(f"{path}: object {index} ({name}) has missing or non-numeric <bndbox> values; skipped")
+            ann.skipped_objects += 1
+            continue
+        difficult = (obj.findtext("difficult") or "0").strip()
+        try:
+            is_difficult = bool(int(float(difficult)))
+        except ValueError:
+            ann.problems.append(f"{path}: object {index} ({name}) has <difficult>{difficult}</difficult>; read as 0")
+            is_difficult = False
+        ann.objects.append(VocObject(name=name, box=tuple(values), difficult=is_difficult, index=index))
+    return ann
+
+
+def voc_box_to_yolo(box: tuple[float, float, float, float], width: int, height: int, origin: float = 1.0) -> YoloBox:
+    """VOC ``box`` (xmin, ymin, xmax, ymax; pixels counted from ``origin``) to normalised ``(cx, cy, w, h)``.
+
+    The box is clipped to the ``width`` x ``height`` image; ``xywhn`` is None when it has no area (zero or negative
+    width or height, or nothing left inside the image), with ``reason`` saying why.
+    """
+    x1, y1, x2, y2 = (v - origin for v in box)
+    bad = [
+        f"{'zero' if d == 0 else 'negative'} {what}" for what, d in (("width", x2 - x1), ("height", y2 - y1)) if d <= 0
+    ]
+    if bad:
+        return YoloBox(
+            None, False, " and ".join(bad) + f" (xmin={box[0]:g} ymin={box[1]:g} xmax={box[2]:g} ymax={box[3]:g})"
+        )
+    cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+    cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+    clipped = (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2)
+    if cx2 <= cx1 or cy2 <= cy1:
+        return YoloBox(None, clipped, f"outside the {width}x{height} image")
+    xywhn = ((cx1 + cx2) / 2 / width, (cy1 + cy2) / 2 / height, (cx2 - cx1) / width, (cy2 - cy1) / height)
+    return YoloBox(xywhn, clipped, "")
+
+
+def load_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line; blank lines and lines starting with ``#`` are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class list {path} does not exist")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [n for n in names if n and not n.startswith("#")]
+
+
+def split_by_ratios(stems: list[str], ratios: tuple[float, ...], seed: int = 0) -> dict[str, list[str]]:
+    """Sort ``stems``, shuffle with ``random.Random(seed)``, split by ``ratios`` (train, val[, test]).
+
+    Ratios are non-negative relative weights; counts are rounded by largest remainder so they add up to the total.
+    """
+    if len(ratios) not in (2, 3) or any(not math.isfinite(r) or r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(
+            f"ratios must be 2 or 3 non-negative numbers (train val [test]) with a positive sum, got {ratios}"
+        )
+    weights = [r / sum(ratios) for r in ratios] + [0.0] * (3 - len(ratios))
+    order = sorted(stems)
+    random.Random(seed).shuffle(order)
+    exact = [w * len(order) for w in weights]
+    counts = [math.floor(e) for e in exact]
+    by_remainder = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: len(order) - sum(counts)]:
+        counts[i] += 1
+    bounds = [0, counts[0], counts[0] + counts[1], len(order)]
+    return {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)}
+
+
+def read_imagesets(folder: str | Path) -> dict[str, list[str]] | None:
+    """Image ids per split from ``folder/{train,val,test}.txt`` (first token of each line); None when none exist."""
+    folder = Path(folder)
+    found = {s: folder / f"{s}.txt" for s in SPLITS if (folder / f"{s}.txt").is_file()}
+    if not found:
+        return None
+    ids = {s: [] for s in SPLITS}
+    for split, file in found.items():
+        for line in file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                ids[split].append(line.split()[0])
+    return ids
+
+
+def _image_index(folder: Path) -> dict[str, list[Path]]:
+    index: dict[str, list[Path]] = {}
+    rank = {s: i for i, s in enumerate(IMAGE_SUFFIXES)}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in rank:
+            index.setdefault(p.stem, []).append(p)
+    for paths in index.values():
+        paths.sort(key=lambda p: rank[p.suffix.lower()])
+    return index
+
+
+def _resolve_folders(cfg: VocConfig) -> tuple[Path, Path, Path | None]:
+    root = Path(cfg.voc_root) if cfg.voc_root is not None else None
+    if root is not None and not root.is_dir():
+        raise FileNotFoundError(f"VOC root {root} is not a folder")
+    images = Path(cfg.images) if cfg.images is not None else (root / "JPEGImages" if root else None)
+    annotations = Path(cfg.annotations) if cfg.annotations is not None else (root / "Annotations" if root else None)
+    if images is None or annotations is None:
+        raise ValueError("give either a VOC root folder or both an images folder and an annotations folder")
+    for what, folder in (("images", images), ("annotations", annotations)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    imagesets = Path(cfg.imagesets) if cfg.imagesets is not None else (root / "ImageSets" / "Main" if root else None)
+    if cfg.imagesets is not None and not imagesets.is_dir():
+        raise FileNotFoundError(f"imagesets folder {imagesets} does not exist")
+    return images, annotations, imagesets
+
+
+def _prepare_output(cfg: VocConfig, sources: list[Path]) -> None:
+    out = Path(cfg.out)
+    targets = [out / "images", out / "labels"]
+    for src in sources:
+        for t in targets:
+            if src.resolve().is_relative_to(t.resolve()):
+                raise ValueError(f"source folder {src} lies inside the output folder {t}; choose another output")
+    for t in targets:
+        if t.exists() and any(t.iterdir()):
+            if not cfg.overwrite:
+                raise FileExistsError(f"{t} is not empty; remove it or pass overwrite (--overwrite) to replace it")
+            shutil.rmtree(t)
+
+
+class _ImageWriter:
+    """Copies, hard-links or downscales images into the output; falls back from hard links to copies once."""
+
+    def __init__(self, cfg: VocConfig, res: VocResult):
+        self.cfg, self.res, self.hardlink = cfg, res, cfg.hardlink
+
+    def __call__(self, src: Path, dst_dir: Path) -> Path:
+        cfg = self.cfg
+        if cfg.max_size is not None:
+            with Image.open(src) as im:
+                if max(im.size) > cfg.max_size:
+                    scale = cfg.max_size / max(im.size)
+                    new_size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                    dst = dst_dir / f"{src.stem}.jpg"
+                    small = im.convert("RGB").resize(new_size, Image.Resampling.LANCZOS)
+                    small.save(dst, format="JPEG", quality=cfg.jpeg_quality)
+                    return dst
+        dst = dst_dir / src.name
+        if self.hardlink:
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError as e:
+                self.res.warn(f"cannot hard-link {src} into {dst_dir} ({e}); copying images instead")
+                self.hardlink = False
+        shutil.copyfile(src, dst)
+        return dst
+
+
+def write_data_yaml(path: Path, dataset: Path, classes: list[str], splits: list[str], absolute: bool = False) -> None:
+    """YOLOv5 data yaml: ``path`` (relative to the yaml's folder unless ``absolute``), split folders, nc, names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = (
+        str(dataset.resolve())
+        if absolute
+        else Path(os.path.relpath(dataset.resolve(), path.parent.resolve())).as_posix()
+    )
+    data = {"path": root, **{s: f"images/{s}" for s in splits}, "nc": len(classes), "names": list(classes)}
+    header = "# YOLO dataset written by tools/voc2yolo.py; a relative path is relative to this file's folder\n"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def convert_voc(cfg: VocConfig) -> VocResult:
+    """Convert VOC annotations and images into ``cfg.out/{images,labels}/{train,val,test}`` and a data yaml.
+
+    Each XML is matched to the image with the same file stem, falling back to its ``<filename>``. Image sizes come
+    from the image files; a disagreeing ``<size>`` is reported. Sources are never modified.
+    """
+    if cfg.split not in SPLIT_MODES:
+        raise ValueError(f"split must be one of {SPLIT_MODES}, got {cfg.split!r}")
+    if cfg.limit is not None and (len(cfg.limit) not in (2, 3) or any(n < 0 for n in cfg.limit)):
+        raise ValueError(f"limit must be 2 or 3 non-negative counts (train val [test]), got {cfg.limit}")
+    if cfg.max_size is not None and cfg.max_size < 1:
+        raise ValueError(f"max_size must be a positive number of pixels, got {cfg.max_size}")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be 1..100, got {cfg.jpeg_quality}")
+    if cfg.classes is not None and len(set(cfg.classes)) != len(cfg.classes):
+        raise ValueError(f"class list has duplicates: {cfg.classes}")
+    images_dir, ann_dir, imagesets_dir = _resolve_folders(cfg)
+    xml_files = sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml")
+    if not xml_files:
+        raise FileNotFoundError(f"no .xml files in annotations folder {ann_dir}")
+    out = Path(cfg.out)
+    data_yaml = Path(cfg.data_yaml) if cfg.data_yaml is not None else out / "data.yaml"
+    res = VocResult(out=out, data_yaml=data_yaml, classes=list(cfg.classes or []))
+    items = _match_images(xml_files, images_dir, cfg.keep_unannotated, res)
+    if cfg.classes is None:
+        res.classes = sorted({o.name for _, ann in items.values() if ann for o in ann.objects})
+        LOGGER.info("classes found in the annotations: %s", res.classes)
+    res.objects = dict.fromkeys(res.classes, 0)
+    split_ids = _assign_splits(items, cfg, imagesets_dir, res)
+
+    _prepare_output(cfg, [images_dir, ann_dir])
+    class_id = {name: i for i, name in enumerate(res.classes)}
+    write_image = _ImageWriter(cfg, res)
+    for split in SPLITS:
+        if not split_ids[split]:
+            continue
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for stem in split_ids[split]:
+            image, ann = items[stem]
+            rows = _label_rows(image, ann, class_id, cfg, res)
+            if rows is None:
+                continue
+            dst = write_image(image, out / "images" / split)
+            (out / "labels" / split / f"{dst.stem}.txt").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+            res.images[split] += 1
+            res.objects_per_split[split] += len(rows)
+            res.backgrounds += not rows
+    for split in ("train", "val"):
+        if not res.images[split]:
+            res.warn(f"the {split} split is empty")
+    yaml_splits = ["train", "val"] + (["test"] if res.images["test"] else [])
+    write_data_yaml(data_yaml, out, res.classes, yaml_splits, cfg.absolute_path)
+    return res
+
+
+def _label_rows(
+    image: Path, ann: VocAnnotation | None, class_id: dict[str, int], cfg: VocConfig, res: VocResult
+) -> list[str] | None:
+    """YOLO rows for one image, or None when the image cannot be read (warned, skipped)."""
+    try:
+        with Image.open(image) as im:
+            (width, height), orientation = im.size, im.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, UnidentifiedImageError) as e:
+        res.warn(f"{image}: cannot read the image ({e}); skipped")
+        if ann is not None:
+            res.skipped_files.append(ann.path)
+        return None
+    if orientation in (5, 6, 7, 8) and not (cfg.max_size and max(width, height) > cfg.max_size):
+        res.warn(
+            f"{image}: EXIF orientation {orientation} (rotated); boxes are kept in stored pixel orientation, "
+            "which readers that apply EXIF rotation will not match"
+        )
+    if ann is None:
+        return []
+    if ann.size is not None and ann.size != (width, height):
+        w, h = ann.size
+        res.warn(f"{ann.path}: <size> says {w}x{h} but {image.name} is {width}x{height}; using the image size")
+    for problem in ann.problems:
+        res.warn(problem)
+    res.bad_objects += ann.skipped_objects
+    rows = []
+    for obj in ann.objects:
+        if obj.name not in class_id:
+            if obj.name not in res.unknown_classes:
+                res.warn(
+                    f"{ann.path}: object {obj.index} has class {obj.name!r}, not in the class list; skipping this class"
+                )
+            res.unknown_classes[obj.name] = res.unknown_classes.get(obj.name, 0) + 1
+            continue
+        if obj.difficult and cfg.skip_difficult:
+            res.difficult_skipped += 1
+            continue
+        box = voc_box_to_yolo(obj.box, width, height, cfg.origin)
+        res.clipped += box.clipped and box.xywhn is not None
+        if box.xywhn is None:
+            res.dropped.append(DroppedBox(ann.path, obj.index, obj.name, box.reason))
+            res.warn(f"{ann.path}: object {obj.index} ({obj.name}) dropped: {box.reason}")
+            continue
+        res.objects[obj.name] += 1
+        rows.append(f"{class_id[obj.name]} " + " ".join(f"{v:.6f}" for v in box.xywhn))
+    return rows
+
+
+def _match_images(
+    xml_files: list[Path], images_dir: Path, keep_unannotated: bool, res: VocResult
+) -> dict[str, tuple[Path, VocAnnotation | None]]:
+    """Parse the XML files and pair each with its image: {id (XML stem): (image, annotation or None)}."""
+    index = _image_index(images_dir)
+    by_name = {p.name: p for paths in index.values() for p in paths}
+    items: dict[str, tuple[Path, VocAnnotation | None]] = {}
+    used: dict[Path, Path] = {}  # image -> the XML that claimed it
+    for xml in xml_files:
+        try:
+            ann = parse_voc_xml(xml)
+        except VocFormatError as e:
+            res.warn(f"{e}; file skipped")
+            res.skipped_files.append(xml)
+            continue
+        image = index[xml.stem][0] if xml.stem in index else None
+        if image is None and ann.filename:  # <filename> is often stale, so it is only the fallback
+            name = Path(ann.filename.replace("\\", "/")).name
+            image = by_name.get(name) or (index[name][0] if name in index else None)
+        if image is None:
+            res.warn(f"{xml}: no image named {xml.stem}.* or {ann.filename!r} in {images_dir}; file skipped")
+            res.skipped_files.append(xml)
+            continue
+        if len(index[image.stem]) > 1:
+            res.warn(f"{xml}: several images share the stem {image.stem!r}; using {image.name}")
+        if image in used:
+            res.warn(f"{xml}: image {image.name} is already annotated by {used[image].name}; file skipped")
+            res.skipped_files.append(xml)
+            continue
+        used[image] = xml
+        items[xml.stem] = (image, ann)
+    for paths in index.values():
+        if paths[0] not in used:
+            if keep_unannotated and paths[0].stem not in items:
+                items[paths[0].stem] = (paths[0], None)
+            else:
+                res.unannotated_images += 1
+    return items
+
+
+def _assign_splits(items: dict, cfg: VocConfig, imagesets_dir: Path | None, res: VocResult) -> dict[str, list[str]]:
+    """Item ids per split: from the imagesets files or by seeded ratios, then cut to ``cfg.limit``."""
+    sets = read_imagesets(imagesets_dir) if imagesets_dir is not None and imagesets_dir.is_dir() else None
+    if cfg.split == "imagesets" and sets is None:
+        where = imagesets_dir or "an imagesets folder (give a VOC root or imagesets)"
+        raise FileNotFoundError(f"split 'imagesets' needs {{train,val,test}}.txt in {where}")
+    if sets is not None and cfg.split != "ratios":
+        assigned: dict[str, str] = {}
+        for split in SPLITS:
+            for stem in sets[split]:
+                first = assigned.setdefault(stem, split)
+                if first != split:
+                    res.warn(f"{imagesets_dir}: {stem} is in {first}.txt and {split}.txt; kept in {first}")
+        missing = sorted(s for s in assigned if s not in items)
+        if missing:
+            res.warn(f"{imagesets_dir}: {len(missing)} listed ids have no usable annotation/image (e.g. {missing[0]})")
+        unlisted = sorted(s for s in items if s not in assigned)
+        if unlisted:
+            res.warn(f"{len(unlisted)} images are in no split file of {imagesets_dir} (e.g. {unlisted[0]}); skipped")
+        split_ids = {s: sorted(i for i, sp in assigned.items() if sp == s and i in items) for s in SPLITS}
+    else:
+        split_ids = split_by_ratios(list(items), cfg.ratios, cfg.seed)
+    for split, n in zip(SPLITS, cfg.limit or (), strict=False):  # a 2-value limit leaves test unlimited
+        if len(split_ids[split]) > n:
+            split_ids[split] = sorted(random.Random(cfg.seed).sample(split_ids[split], n))
+    return split_ids
