@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from utils.nms import non_max_suppression
+
+
+def _pred(rows, nc):
+    """rows: (cx, cy, w, h, obj, *cls_probs) -> [1, N, 5 + nc]."""
+    t = torch.tensor(rows, dtype=torch.float32).reshape(1, -1, 5 + nc)
+    return t
+
+
+def test_overlapping_same_class_boxes_are_suppressed():
+    # two boxes 100x100 offset by 10 px (IoU ~0.82), same class; the higher score survives
+    pred = _pred([[100, 100, 100, 100, 0.9, 0.9, 0.1], [110, 100, 100, 100, 0.8, 0.9, 0.1]], nc=2)
+    (out,) = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45)
+    assert out.shape == (1, 6)
+    torch.testing.assert_close(out[0, :4], torch.tensor([50.0, 50.0, 150.0, 150.0]))
+    assert out[0, 5] == 0
+
+
+def test_non_overlapping_boxes_are_kept():
+    pred = _pred([[100, 100, 50, 50, 0.9, 1.0], [300, 300, 50, 50, 0.8, 1.0]], nc=1)
+    (out,) = non_max_suppression(pred)
+    assert out.shape[0] == 2
+
+
+def test_different_classes_kept_unless_agnostic():
+    pred = _pred([[100, 100, 100, 100, 0.9, 0.9, 0.1], [105, 100, 100, 100, 0.8, 0.1, 0.9]], nc=2)
+    (out,) = non_max_suppression(pred, iou_thres=0.45)
+    assert sorted(out[:, 5].tolist()) == [0.0, 1.0]
+    (out_agn,) = non_max_suppression(pred, iou_thres=0.45, agnostic=True)
+    assert out_agn.shape[0] == 1
+    assert out_agn[0, 5] == 0  # the higher score 0.81 (class 0) beats 0.72 (class 1)
+
+
+def test_score_is_objectness_times_class_probability():
+    pred = _pred([[50, 60, 20, 40, 0.8, 0.1, 0.6, 0.3]], nc=3)
+    (out,) = non_max_suppression(pred, conf_thres=0.25)
+    assert out.shape == (1, 6)
+    torch.testing.assert_close(out[0], torch.tensor([40.0, 40.0, 60.0, 80.0, 0.8 * 0.6, 1.0]))
+
+
+def test_low_objectness_or_low_product_is_dropped():
+    pred = _pred(
+        [
+            [50, 50, 20, 20, 0.2, 1.0],  # objectness below threshold although class prob is 1
+            [150, 150, 20, 20, 0.5, 0.4],  # obj passes, obj*cls = 0.2 does not
+            [250, 250, 20, 20, 0.6, 0.5],  # 0.3 passes
+        ],
+        nc=1,
+    )
+    (out,) = non_max_suppression(pred, conf_thres=0.25)
+    assert out.shape[0] == 1
+    torch.testing.assert_close(out[0, 4], torch.tensor(0.3))
+
+
+def test_multi_label_keeps_every_class_above_threshold():
+    pred = _pred([[100, 100, 50, 50, 1.0, 0.9, 0.7, 0.1]], nc=3)
+    (single,) = non_max_suppression(pred, conf_thres=0.25)
+    (multi,) = non_max_suppression(pred, conf_thres=0.25, multi_label=True)
+    assert single[:, 5].tolist() == [0.0]
+    assert sorted(multi[:, 5].tolist()) == [0.0, 1.0]
+    assert torch.allclose(multi[:, 4].sort(descending=True).values, torch.tensor([0.9, 0.7]))
+
+
+def test_classes_filter():
+    pred = _pred([[100, 100, 50, 50, 0.9, 0.9, 0.1], [300, 300, 50, 50, 0.9, 0.1, 0.9]], nc=2)
+    (out,) = non_max_suppression(pred, classes=[1])
+    assert out[:, 5].tolist() == [1.0]
+    (none,) = non_max_suppression(pred, classes=torch.tensor([], dtype=torch.long))
+    assert none.shape == (0, 6)
+
+
+def test_max_det_keeps_highest_scores_sorted():
+    rows = [[20 + 60 * i, 50, 40, 40, 0.3 + 0.05 * i, 1.0] for i in range(10)]  # disjoint boxes
+    (out,) = non_max_suppression(_pred(rows, nc=1), max_det=3)
+    assert out.shape[0] == 3
+    torch.testing.assert_close(out[:, 4], torch.tensor([0.75, 0.70, 0.65]))
+
+
+def test_max_nms_limits_candidates():
+    rows = [[20 + 60 * i, 50, 40, 40, 0.3 + 0.05 * i, 1.0] for i in range(10)]
+    (out,) = non_max_suppression(_pred(rows, nc=1), max_nms=4)
+    assert out.shape[0] == 4
+    torch.testing.assert_close(out[:, 4], torch.tensor([0.75, 0.70, 0.65, 0.60]))
+
+
+def test_batch_and_empty_inputs():
+    empty = torch.zeros(2, 0, 7)
+    outs = non_max_suppression(empty)
+    assert len(outs) == 2 and all(o.shape == (0, 6) for o in outs)
+    low = torch.full((3, 5, 7), 0.01)
+    assert all(o.shape == (0, 6) for o in non_max_suppression(low))
+    # tuple output of an inference model: (decoded, raw)
+    pred = _pred([[100, 100, 50, 50, 0.9, 0.9, 0.1]], nc=2)
+    (out,) = non_max_suppression((pred, None))
+    assert out.shape == (1, 6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"conf_thres": 1.5}, "conf_thres"),
+        ({"conf_thres": -0.1}, "conf_thres"),
+        ({"iou_thres": 2.0}, "iou_thres"),
+        ({"max_det": 0}, "max_det"),
+        ({"classes": [5]}, "classes"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, name):
+    pred = _pred([[100, 100, 50, 50, 0.9, 0.9, 0.1]], nc=2)
+    with pytest.raises(ValueError, match=name):
+        non_max_suppression(pred, **kwargs)
+
+
+def test_bad_shape_raises():
+    with pytest.raises(ValueError, match="prediction"):
+        non_max_suppression(torch.zeros(4, 7))
