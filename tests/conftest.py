@@ -6,10 +6,14 @@ Tests that read ``../shared`` (the BCCD dataset and upstream YOLOv5 fixtures, be
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see utils/__init__.py
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"

@@ -1,0 +1,118 @@
+"""The training engine on a tiny dataset: outputs, checkpoints, resume, robustness."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+import torch
+
+from models import load_model
+from utils.checkpoint import FORMAT
+from utils.training.config import TrainConfig
+from utils.training.engine import train
+from utils.training.plugin import TrainingPlugin
+
+
+def _cfg(tmp_path, data, **kw) -> TrainConfig:
+    base = dict(
+        cfg="yolov5n.yaml", data=str(data), imgsz=64, epochs=2, batch_size=4, workers=0, project=str(tmp_path / "runs"),
+        name="exp", noautoanchor=True, seed=3,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class StopAt(TrainingPlugin):
+    """Raises KeyboardInterrupt at the given batch (counted over the whole run), like a user pressing Ctrl-C."""
+
+    def __init__(self, at_batch: int):
+        self.at_batch, self.calls = at_batch, 0
+
+    def losses(self, imgs, preds, targets):
+        self.calls += 1
+        if self.calls == self.at_batch:
+            raise KeyboardInterrupt
+        return {}
+
+
+def test_training_writes_results_checkpoints_and_plots(tmp_path, tiny_data):
+    result = train(_cfg(tmp_path, tiny_data, epochs=2))
+    run = result.save_dir
+    rows = _rows(run / "results.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for column in ("train/box", "train/obj", "train/cls", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "x/lr0"):
+        assert column in rows[0]
+    for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml", "train.log"):
+        assert (run / name).is_file(), name
+    for weights in (result.last, result.best):
+        ckpt = torch.load(weights, weights_only=True)
+        assert ckpt["format"] == FORMAT and ckpt["optimizer"] is None  # stripped at the end
+        assert load_model(weights).names == ["RBC", "WBC", "Platelets"]
+    assert result.epochs_completed == 2
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_data):
+    reference = train(_cfg(tmp_path, tiny_data, name="full"))
+
+    batches_per_epoch = 2  # 8 images, batch 4
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, tiny_data, name="cut"), plugin=StopAt(batches_per_epoch + 1))
+    last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    resumed = train(TrainConfig(resume=str(last)))
+    assert resumed.save_dir == last.parent.parent
+    assert [int(r["epoch"]) for r in _rows(resumed.save_dir / "results.csv")] == [0, 1]
+    a = torch.load(reference.last, weights_only=True)["model"]
+    b = torch.load(resumed.last, weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
+
+
+def test_finished_run_cannot_be_resumed(tmp_path, tiny_data):
+    result = train(_cfg(tmp_path, tiny_data, epochs=1, noval=True, noplots=True))
+    with pytest.raises(Exception, match="already finished"):
+        train(TrainConfig(resume=str(result.last)))
+
+
+class NanOnce(TrainingPlugin):
+    loss_names = ("extra",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def losses(self, imgs, preds, targets):
+        self.calls += 1
+        value = float("nan") if self.calls == 1 else 0.0
+        return {"extra": torch.tensor(value, device=imgs.device)}
+
+
+def test_non_finite_loss_skips_the_step(tmp_path, tiny_data, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = train(_cfg(tmp_path, tiny_data, epochs=1, noplots=True), plugin=NanOnce())
+    assert "non-finite loss" in caplog.text
+    model = load_model(result.last)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "train/extra" in _rows(result.save_dir / "results.csv")[0]
+
+
+def test_fine_tuning_from_weights_with_other_class_count(tmp_path, tiny_data):
+    first = train(_cfg(tmp_path, tiny_data, epochs=1, noval=True, noplots=True, name="a"))
+    one_class = tiny_data.with_name("one.yaml")
+    one_class.write_text(tiny_data.read_text().replace("names: [RBC, WBC, Platelets]", "names: [cell]"))
+    second = train(_cfg(tmp_path, one_class, cfg="", weights=str(first.best), epochs=1, noval=True, noplots=True))
+    assert load_model(second.last).nc == 1
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="--optimizer"):
+        TrainConfig(cfg="yolov5n.yaml", optimizer="Lion")
+    with pytest.raises(ValueError, match="--cfg"):
+        TrainConfig()

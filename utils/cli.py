@@ -1,0 +1,27 @@
+"""Helpers for the thin command-line programs: dataclass configs <-> argparse."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from types import SimpleNamespace
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def dataclass_defaults(cls: type) -> SimpleNamespace:
+    """The default of every field of a dataclass, without constructing (and validating) an instance."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+    return SimpleNamespace(**out)
+
+
+def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build a dataclass config from parsed flags, ignoring flags that are not fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(ns).items() if k in names})

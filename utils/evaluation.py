@@ -1,0 +1,235 @@
+"""Validation: run a model over a labelled split and measure mAP the way YOLOv5 does.
+
+Used by ``val.py`` and, after every epoch, by the training engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.coco import detections_to_coco, image_id_from_path, save_coco_json
+from utils.metrics import IOU_THRESHOLDS, APResult, ConfusionMatrix, ap_per_class, match_predictions
+from utils.nms import non_max_suppression
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation (``val.py``'s flags; defaults as upstream's validation)."""
+
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    max_det: int = 300
+    single_cls: bool = False
+    half: bool = False
+    plots: bool = False  # PR/F1 curves, confusion matrix, a few val_batch images
+    save_txt: bool = False  # YOLO txt labels of the detections, normalised to the original image
+    save_conf: bool = False  # add the score to each txt row
+    save_json: bool = False  # COCO-style predictions.json
+    verbose: bool = False  # per-class table
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation. ``maps`` holds mAP50-95 per class id (the overall mAP for absent classes)."""
+
+    mp: float = 0.0
+    mr: float = 0.0
+    map50: float = 0.0
+    map: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)  # mean validation loss parts, if a loss was given
+    maps: np.ndarray | None = None
+    ap: APResult | None = None
+    speed_ms: dict[str, float] = field(default_factory=dict)  # per image: preprocess, inference, nms
+    images: int = 0
+    instances: int = 0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "metrics/precision": self.mp,
+            "metrics/recall": self.mr,
+            "metrics/mAP_0.5": self.map50,
+            "metrics/mAP_0.5:0.95": self.map,
+        }
+
+    def fitness(self) -> float:
+        """0.1 x mAP@0.5 + 0.9 x mAP@0.5:0.95, the model-selection score."""
+        return 0.1 * self.map50 + 0.9 * self.map
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader,
+    names: list[str],
+    cfg: EvalConfig | None = None,
+    loss_fn=None,
+    save_dir: str | Path | None = None,
+    desc: str = "val",
+) -> EvalResult:
+    """Measure detection metrics of ``model`` on ``loader`` (batches of ``YoloDataset.collate_fn``).
+
+    Detections and labels are compared in original-image pixels after mapping back through each image's
+    letterbox. ``loss_fn`` (a :class:`utils.loss.YoloLoss`), if given, also yields validation losses.
+    """
+    cfg = cfg or EvalConfig()
+    device = next(model.parameters()).device
+    half = cfg.half and device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    if half:
+        model.half()
+    nc = 1 if cfg.single_cls else len(names)
+    iouv = IOU_THRESHOLDS.to(device)
+    confusion = ConfusionMatrix(nc=nc)
+    save_dir = Path(save_dir) if save_dir is not None else None
+    if save_dir is not None and cfg.save_txt:
+        (save_dir / "labels").mkdir(parents=True, exist_ok=True)
+
+    stats: list[tuple[torch.Tensor, ...]] = []
+    json_rows: list[dict] = []
+    loss_sums: dict[str, float] = {}
+    times = [0.0, 0.0, 0.0]
+    seen = 0
+    for batch_i, (imgs, targets, paths, shapes) in enumerate(tqdm(loader, desc=f"{desc:>10}", leave=False)):
+        t0 = time.perf_counter()
+        imgs = imgs.to(device, non_blocking=True)
+        imgs = (imgs.half() if half else imgs.float()) / 255
+        targets = targets.to(device)
+        batch, _, height, width = imgs.shape
+        _sync(device)
+        t1 = time.perf_counter()
+        pred, raw = model(imgs)
+        _sync(device)
+        t2 = time.perf_counter()
+        if loss_fn is not None:
+            _, parts = loss_fn([r.float() for r in raw], targets)
+            for k, v in parts.items():
+                loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
+        dets = non_max_suppression(
+            pred.float(), cfg.conf_thres, cfg.iou_thres, agnostic=cfg.single_cls, multi_label=True, max_det=cfg.max_det
+        )
+        _sync(device)
+        t3 = time.perf_counter()
+        times = [times[0] + t1 - t0, times[1] + t2 - t1, times[2] + t3 - t2]
+
+        targets_px = targets.clone()
+        targets_px[:, 2:] *= torch.tensor((width, height, width, height), device=device)
+        for si, det in enumerate(dets):
+            seen += 1
+            labels = targets_px[targets_px[:, 0] == si, 1:]  # [m, 5] cls, cx, cy, w, h (input pixels)
+            path, shape = Path(paths[si]), shapes[si]
+            orig_hw, ratio_pad = shape if shape is not None else ((height, width), None)
+            if cfg.single_cls:
+                det[:, 5] = 0
+            det_native = det.clone()
+            det_native[:, :4] = scale_boxes((height, width), det_native[:, :4], orig_hw, ratio_pad)
+            if len(labels):
+                boxes = scale_boxes((height, width), xywh2xyxy(labels[:, 1:5]), orig_hw, ratio_pad)
+                labels_native = torch.cat((labels[:, :1], boxes), 1)
+            else:
+                labels_native = torch.zeros((0, 5), device=device)
+            correct = match_predictions(det_native, labels_native, iouv)
+            stats.append((correct.cpu(), det[:, 4].cpu(), det[:, 5].cpu(), labels[:, 0].cpu()))
+            if cfg.plots:
+                confusion.process_batch(det_native, labels_native)
+            if save_dir is not None and cfg.save_txt:
+                _save_txt(det_native, orig_hw, cfg.save_conf, save_dir / "labels" / f"{path.stem}.txt")
+            if cfg.save_json:
+                json_rows += detections_to_coco(det_native, image_id_from_path(path))
+        if cfg.plots and save_dir is not None and batch_i < 3:
+            _plot_batch(imgs, targets, dets, paths, names, save_dir, batch_i)
+
+    result = _summarise(stats, nc, names, cfg, save_dir, confusion, seen)
+    result.losses = {k: v / max(len(loader), 1) for k, v in loss_sums.items()}
+    result.speed_ms = {
+        k: t / max(seen, 1) * 1e3 for k, t in zip(("preprocess", "inference", "nms"), times, strict=True)
+    }
+    if cfg.save_json and save_dir is not None:
+        save_coco_json(json_rows, save_dir / "predictions.json")
+    if half:
+        model.float()
+    model.train(was_training)
+    return result
+
+
+def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int) -> EvalResult:
+    result = EvalResult(maps=np.zeros(nc), images=seen)
+    if not stats:
+        return result
+    correct, conf, pred_cls, target_cls = (torch.cat(x, 0).numpy() for x in zip(*stats, strict=True))
+    result.instances = len(target_cls)
+    if not len(target_cls):
+        LOGGER.warning("no labels in the validation set: metrics cannot be computed")
+    if len(correct) and len(target_cls):
+        ap = ap_per_class(correct, conf, pred_cls, target_cls)
+        result.ap = ap
+        result.mp, result.mr, result.map50, result.map = ap.mean_results()
+        result.maps = np.full(nc, result.map)
+        for i, c in enumerate(ap.classes):
+            result.maps[int(c)] = ap.ap50_95[i]
+        if cfg.plots and save_dir is not None:
+            _plot_curves(ap, confusion, names if not cfg.single_cls else ["item"], save_dir)
+    counts = np.bincount(target_cls.astype(int), minlength=nc)
+    images_with = np.zeros(nc, dtype=int)
+    for s in stats:
+        images_with[np.unique(s[3].numpy().astype(int))] += 1
+    _log_table(result, names, counts, images_with, cfg.verbose and nc > 1)
+    return result
+
+
+def _log_table(result: EvalResult, names, counts, images_with, per_class: bool) -> None:
+    header = f"{'Class':>20}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP50':>11}{'mAP50-95':>11}"
+    LOGGER.info(header)
+    row = "%20s%11i%11i%11.3g%11.3g%11.3g%11.3g"
+    LOGGER.info(row, "all", result.images, counts.sum(), result.mp, result.mr, result.map50, result.map)
+    if per_class and result.ap is not None:
+        for i, c in enumerate(result.ap.classes):
+            p, r, ap50, ap = result.ap.class_result(i)
+            LOGGER.info(row, names[int(c)], images_with[int(c)], counts[int(c)], p, r, ap50, ap)
+
+
+def _save_txt(det: torch.Tensor, orig_hw, save_conf: bool, path: Path) -> None:
+    """YOLO rows ``cls cx cy w h [conf]`` normalised to the original image."""
+    h, w = orig_hw
+    gain = torch.tensor((w, h, w, h), device=det.device)
+    lines = []
+    for *xyxy, score, cls in det.tolist():
+        xywh = (xyxy2xywh(torch.tensor(xyxy, device=det.device).view(1, 4)) / gain).view(-1).tolist()
+        row = (int(cls), *xywh, score) if save_conf else (int(cls), *xywh)
+        lines.append(("%g " * len(row)).rstrip() % row)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _plot_curves(ap: APResult, confusion: ConfusionMatrix, names, save_dir: Path) -> None:
+    try:
+        from utils.plots.metrics import plot_ap_result, plot_confusion_matrix
+
+        plot_ap_result(ap, save_dir, names)
+        plot_confusion_matrix(confusion.matrix, save_dir / "confusion_matrix.png", names)
+    except Exception as e:  # a plot must never cost the metrics
+        LOGGER.warning("plotting the validation curves failed: %s", e)
+
+
+def _plot_batch(imgs, targets, dets, paths, names, save_dir: Path, batch_i: int) -> None:
+    try:
+        from utils.plots.batches import output_to_targets, plot_images
+
+        plot_images(imgs, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
+        plot_images(imgs, output_to_targets(dets), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
+    except Exception as e:
+        LOGGER.warning("plotting validation batch %d failed: %s", batch_i, e)

@@ -1,0 +1,1 @@
+"""Library functions behind the command-line programs ``val.py`` and ``detect.py``."""

@@ -1,0 +1,1 @@
+"""The training engine shared by ``train.py`` and ``train_kd.py``."""

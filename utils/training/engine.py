@@ -1,0 +1,398 @@
+"""The training loop shared by ``train.py`` and ``train_kd.py``.
+
+One loop: a :class:`~utils.training.plugin.TrainingPlugin` (distillation) adds named loss terms and trainable
+modules to it, and pruned fine-tuning is the same loop started from pruned weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from models.yolo import Model
+from utils.checkpoint import (
+    CheckpointError,
+    is_our_checkpoint,
+    load_plain,
+    make_checkpoint,
+    save_checkpoint,
+    strip_checkpoint,
+)
+from utils.data import create_dataloader, load_data_config
+from utils.evaluation import EvalConfig, EvalResult, evaluate
+from utils.files import increment_path, load_yaml, save_yaml
+from utils.log import add_file_log
+from utils.loss import LossConfig, YoloLoss
+from utils.torch_utils import init_seeds, select_device
+from utils.training.config import TrainConfig
+from utils.training.ema import ModelEMA
+from utils.training.model_setup import build_training_model, latest_checkpoint
+from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
+from utils.training.plugin import TrainingPlugin
+from utils.training.results import ResultsCSV, summary_table
+
+LOGGER = logging.getLogger(__name__)
+GT_LOSS_NAMES = ("box", "obj", "cls")
+MAX_GRAD_NORM = 10.0
+
+
+@dataclass
+class TrainResult:
+    save_dir: Path
+    last: Path
+    best: Path | None
+    epochs_completed: int
+    best_fitness: float
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    seconds_per_epoch: float = 0.0
+
+
+def resolve_resume(cfg: TrainConfig) -> tuple[TrainConfig, dict, Path]:
+    """Load the checkpoint that ``cfg.resume`` points at and return the run's original configuration with it."""
+    path = latest_checkpoint() if cfg.resume is True else Path(str(cfg.resume))
+    ckpt = load_plain(path)
+    if not is_our_checkpoint(ckpt):
+        raise CheckpointError(f"{path}: --resume needs a last.pt written by this project's training")
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        raise CheckpointError(f"{path}: this run already finished (the checkpoint holds no training state)")
+    saved = TrainConfig.from_dict(ckpt.get("train_args") or {})
+    saved.resume, saved.weights, saved.exist_ok = str(path), str(path), True
+    return saved, ckpt, path
+
+
+class Trainer:
+    """Runs one training job described by a :class:`TrainConfig`, optionally with a plugin."""
+
+    def __init__(self, cfg: TrainConfig, plugin: TrainingPlugin | None = None):
+        self.plugin = plugin or TrainingPlugin()
+        self.resume_ckpt: dict | None = None
+        if cfg.resume:
+            cfg, self.resume_ckpt, resume_path = resolve_resume(cfg)
+            self.save_dir = resume_path.parent.parent
+            LOGGER.info("Resuming %s from epoch %d", self.save_dir, self.resume_ckpt["epoch"] + 1)
+        else:
+            self.save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+        self.cfg = cfg
+        self.weights_dir = self.save_dir / "weights"
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.last, self.best = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.device = select_device(cfg.device)
+        self.amp = self.device.type == "cuda"
+        init_seeds(cfg.seed, deterministic=cfg.deterministic)
+        self.hyp = load_yaml(cfg.hyp, "hyperparameter file")
+        self.data = load_data_config(cfg.data, single_cls=cfg.single_cls)
+        self.names = self.data.names
+        save_yaml(self.save_dir / "hyp.yaml", self.hyp)
+        save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
+
+        if self.resume_ckpt is not None:
+            model = Model.from_arch(self.resume_ckpt["arch"])
+            model.load_state_dict({k: v.float() for k, v in self.resume_ckpt["model"].items()})
+            model.names = list(self.names)
+        else:
+            model = build_training_model(cfg.weights, cfg.cfg, self.data.nc, self.names)
+        if model.nc != self.data.nc:
+            raise ValueError(f"model has {model.nc} classes but {cfg.data} has {self.data.nc}")
+        self.model = model.to(self.device)
+        self._freeze(cfg.freeze)
+        self.plugin.setup(self.model, self.device)
+        self.extra_modules = [m.to(self.device) for m in self.plugin.trainable_modules()]
+
+        self.stride = max(int(model.stride.max()), 32)
+        if cfg.imgsz % self.stride:
+            new = math.ceil(cfg.imgsz / self.stride) * self.stride
+            LOGGER.warning("--imgsz %d is not a multiple of the stride %d; using %d", cfg.imgsz, self.stride, new)
+            cfg.imgsz = new
+
+        self.accumulate = max(round(NOMINAL_BATCH / cfg.batch_size), 1)
+        weight_decay = self.hyp["weight_decay"] * cfg.batch_size * self.accumulate / NOMINAL_BATCH
+        self.optimizer = build_optimizer(
+            [self.model, *self.extra_modules], cfg.optimizer, self.hyp["lr0"], self.hyp["momentum"], weight_decay
+        )
+        self.lf = lr_lambda(cfg.epochs, self.hyp["lrf"], cfg.cos_lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        self.ema = ModelEMA(self.model)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.start_epoch, self.best_fitness = 0, 0.0
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+
+        workers = cfg.workers
+        self.train_loader, self.train_set = create_dataloader(
+            self.data.train, cfg.imgsz, cfg.batch_size, self.stride, hyp=self.hyp, augment=True, cache=cfg.cache,
+            rect=cfg.rect, workers=workers, shuffle=not cfg.rect, seed=cfg.seed, prefix="train: ",
+            single_cls=cfg.single_cls, nc=self.data.nc,
+        )  # fmt: skip
+        self.val_loader, _ = create_dataloader(
+            self.data.val, cfg.imgsz, cfg.batch_size * 2, self.stride, hyp=self.hyp, augment=False, cache=cfg.cache,
+            rect=True, workers=workers, seed=cfg.seed, prefix="val: ", single_cls=cfg.single_cls, nc=self.data.nc,
+        )  # fmt: skip
+        if self.resume_ckpt is None:
+            self._before_first_epoch()
+
+        nl = self.model.detect.nl
+        self.loss_cfg = LossConfig.from_hyp(self.hyp, nl, self.data.nc, cfg.imgsz, cfg.label_smoothing)
+        self.compute_loss = YoloLoss(self.model.detect, self.loss_cfg)
+        self.loss_names = (GT_LOSS_NAMES if self.plugin.use_gt_loss else ()) + tuple(self.plugin.loss_names)
+
+    def _freeze(self, freeze: list[int]) -> None:
+        layers = freeze if len(freeze) > 1 else range(freeze[0])
+        prefixes = tuple(f"model.{i}." for i in layers)
+        for name, p in self.model.named_parameters():
+            p.requires_grad = not name.startswith(prefixes) if prefixes else True
+        if prefixes:
+            LOGGER.info("Freezing layers %s", list(layers))
+
+    def _before_first_epoch(self) -> None:
+        labels = np.concatenate(self.train_set.labels, 0) if len(self.train_set.labels) else np.zeros((0, 5))
+        if not self.cfg.noplots:
+            self._plot("labels", self.save_dir / "labels.jpg", labels)
+        if self.plugin.fixed_anchors:
+            LOGGER.info("AutoAnchor: skipped, the student keeps the teacher's anchors")
+        elif not self.cfg.noautoanchor:
+            from utils.autoanchor import check_anchors
+
+            check_anchors(
+                self.model.detect, self.train_set.labels, self.train_set.shapes, self.cfg.imgsz,
+                thr=self.hyp["anchor_t"], seed=self.cfg.seed,
+            )  # fmt: skip
+            self.ema = ModelEMA(self.model)  # the average starts from the checked anchors
+
+    def _restore(self, ckpt: dict) -> None:
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler"):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler") and self.amp:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("ema"):
+            self.ema.ema.load_state_dict({k: v.float() for k, v in ckpt["ema"].items()})
+            self.ema.updates = int(ckpt.get("updates", 0))
+        extra = ckpt.get("extra") or {}
+        if extra.get("plugin"):
+            self.plugin.load_state_dict(extra["plugin"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
+        if self.start_epoch >= self.cfg.epochs:
+            raise CheckpointError(f"{self.cfg.resume}: all {self.cfg.epochs} epochs were already trained")
+
+    # -------------------------------------------------------------------------------------------- training
+    def run(self) -> TrainResult:
+        log_handler = add_file_log(self.save_dir / "train.log")
+        try:
+            self._setup()
+            return self._train()
+        except KeyboardInterrupt:
+            if self.last.exists():
+                LOGGER.warning("Interrupted. Continue with: --resume %s", self.last)
+            raise
+        finally:
+            self.plugin.close()
+            logging.getLogger().removeHandler(log_handler)
+            log_handler.close()
+
+    def _train(self) -> TrainResult:
+        cfg = self.cfg
+        csv = ResultsCSV(self.save_dir / "results.csv")
+        csv.truncate_after(self.start_epoch - 1)
+        nb = len(self.train_loader)
+        warmup = Warmup(max(round(self.hyp["warmup_epochs"] * nb), 100), self.hyp, cfg.batch_size)
+        patience_left, stop = cfg.patience, False
+        LOGGER.info(
+            "Image sizes %d train, %d val; %d dataloader workers; logging to %s\nStarting training for %d epochs...",
+            cfg.imgsz, cfg.imgsz, self.train_loader.num_workers, self.save_dir, cfg.epochs,
+        )  # fmt: skip
+        t_start, epochs_done = time.time(), 0
+        last_result = EvalResult()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self._seed_epoch(epoch)
+            mean_losses = self._train_epoch(epoch, nb, warmup)
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            self.scheduler.step()
+
+            final_epoch = epoch + 1 == cfg.epochs
+            if not cfg.noval or final_epoch:
+                last_result = evaluate(
+                    self.ema.ema, self.val_loader, self.names, EvalConfig(single_cls=cfg.single_cls),
+                    loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
+                )  # fmt: skip
+            fitness = last_result.fitness()
+            improved = fitness > self.best_fitness or epoch == 0
+            if improved:
+                self.best_fitness, patience_left = max(fitness, self.best_fitness), cfg.patience
+            else:
+                patience_left -= 1
+            row = {"epoch": epoch}
+            row.update({f"train/{k}": v for k, v in mean_losses.items()})
+            row.update(last_result.metrics())
+            row.update({f"val/{k}_loss": v for k, v in last_result.losses.items()})
+            row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
+            csv.append(row)
+
+            if not cfg.nosave or final_epoch:
+                self._save(epoch, improved)
+            epochs_done += 1
+            if cfg.patience > 0 and patience_left <= 0 and not final_epoch:
+                LOGGER.info("Stopping early: no improvement in the last %d epochs", cfg.patience)
+                stop = True
+            if stop:
+                break
+        seconds = (time.time() - t_start) / max(epochs_done, 1)
+        return self._finish(epochs_done, seconds)
+
+    def _seed_epoch(self, epoch: int) -> None:
+        """Re-seed every random source from (seed, epoch), so a resumed run repeats an uninterrupted one."""
+        seed = self.cfg.seed * 1000 + epoch
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if self.train_loader.generator is not None:
+            self.train_loader.generator.manual_seed(seed)
+
+    def _train_epoch(self, epoch: int, nb: int, warmup: Warmup) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        for m in self.extra_modules:
+            m.train()
+        sums = dict.fromkeys(self.loss_names, 0.0)
+        steps = 0
+        accumulate = self.accumulate
+        last_opt_step = -1
+        self.optimizer.zero_grad()
+        pbar = tqdm(self.train_loader, total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False)
+        for i, (imgs, targets, paths, _) in enumerate(pbar):
+            ni = i + nb * epoch
+            if epoch == 0 and i < 3 and not cfg.noplots:
+                self._plot("batch", self.save_dir / f"train_batch{i}.jpg", imgs, targets, paths)
+            imgs = imgs.to(self.device, non_blocking=True).float() / 255
+            targets = targets.to(self.device)
+            if warmup.active(ni):
+                accumulate = warmup.apply(ni, self.optimizer, self.lf(epoch))
+            if cfg.multi_scale:
+                imgs = self._rescale(imgs)
+
+            with torch.autocast(self.device.type, enabled=self.amp):
+                preds = self.model(imgs)
+                parts: dict[str, torch.Tensor] = {}
+                loss = torch.zeros(1, device=self.device)
+                if self.plugin.use_gt_loss:
+                    loss, parts = self.compute_loss(preds, targets)
+                extra = self.plugin.losses(imgs, preds, targets)
+                if extra:
+                    loss = loss + sum(extra.values()) * imgs.shape[0]
+                    parts.update({k: v.detach() for k, v in extra.items()})
+
+            if not torch.isfinite(loss).all():
+                LOGGER.warning("non-finite loss %s at epoch %d batch %d: step skipped", loss.item(), epoch, i)
+                self.optimizer.zero_grad()
+                continue
+            self.scaler.scale(loss).backward()
+            if ni - last_opt_step >= accumulate:
+                self._optimizer_step()
+                last_opt_step = ni
+
+            steps += 1
+            for k in self.loss_names:
+                sums[k] += float(parts[k]) if k in parts else 0.0
+            pbar.set_postfix({k: f"{v / steps:.4g}" for k, v in sums.items()} | {"n": int(targets.shape[0])})
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm=MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        self.ema.update(self.model)
+
+    def _rescale(self, imgs: torch.Tensor) -> torch.Tensor:
+        size = random.randrange(int(self.cfg.imgsz * 0.5), int(self.cfg.imgsz * 1.5) + self.stride)
+        size = max(self.stride, size // self.stride * self.stride)
+        scale = size / max(imgs.shape[2:])
+        if scale == 1:
+            return imgs
+        new_shape = [max(self.stride, math.ceil(x * scale / self.stride) * self.stride) for x in imgs.shape[2:]]
+        return nn.functional.interpolate(imgs, size=new_shape, mode="bilinear", align_corners=False)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _save(self, epoch: int, improved: bool) -> None:
+        ckpt = make_checkpoint(
+            self.model, self.names, ema=self.ema.ema, updates=self.ema.updates, optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=self.scaler if self.amp else None, epoch=epoch,
+            best_fitness=self.best_fitness, train_args={**self.cfg.to_dict(), "plugin": self.plugin.run_info()},
+            extra={"plugin": self.plugin.state_dict()},
+        )  # fmt: skip
+        save_checkpoint(ckpt, self.last)
+        deployable = {**ckpt, "extra": {}}  # distillation adapters stay out of best.pt
+        if improved:
+            save_checkpoint(deployable, self.best)
+        if self.cfg.save_period > 0 and (epoch + 1) % self.cfg.save_period == 0:
+            save_checkpoint(deployable, self.weights_dir / f"epoch{epoch}.pt")
+
+    def _finish(self, epochs_done: int, seconds_per_epoch: float) -> TrainResult:
+        for path in (self.last, self.best):
+            if path.exists():
+                save_checkpoint(strip_checkpoint(load_plain(path)), path)
+        best = self.best if self.best.exists() else None
+        metrics: dict[str, float] = {}
+        if best is not None:
+            from models import load_model
+
+            LOGGER.info("Validating %s...", best)
+            result = evaluate(
+                load_model(best, device=self.device), self.val_loader, self.names,
+                EvalConfig(single_cls=self.cfg.single_cls, plots=not self.cfg.noplots, verbose=True),
+                save_dir=self.save_dir, desc="best.pt",
+            )  # fmt: skip
+            metrics = result.metrics()
+        if not self.cfg.noplots:
+            self._plot("results", self.save_dir / "results.csv")
+        rows = [
+            ("run", str(self.save_dir)),
+            ("epochs", f"{epochs_done} this session, {self.start_epoch + epochs_done} in all"),
+            ("time per epoch", f"{seconds_per_epoch:.1f} s"),
+            ("best fitness", f"{self.best_fitness:.4f}"),
+            *((k.split("/")[-1], f"{v:.4f}") for k, v in metrics.items()),
+            ("weights", f"{self.last}" + (f", {best}" if best else "")),
+        ]
+        LOGGER.info("Training complete\n%s", summary_table(rows))
+        return TrainResult(
+            self.save_dir, self.last, best, self.start_epoch + epochs_done, self.best_fitness, metrics,
+            seconds_per_epoch,
+        )  # fmt: skip
+
+    def _plot(self, kind: str, path: Path, *args) -> None:
+        """Plots never stop training: failures are logged."""
+        try:
+            if kind == "labels":
+                from utils.plots.labels import plot_labels
+
+                plot_labels(args[0], self.names, path)
+            elif kind == "batch":
+                from utils.plots.batches import plot_images
+
+                plot_images(args[0], args[1], args[2], path, names=self.names)
+            elif kind == "results":
+                from utils.plots.training import plot_results
+
+                plot_results(path)
+        except Exception as e:
+            LOGGER.warning("plot %s failed: %s", path.name, e)
+
+
+def train(cfg: TrainConfig, plugin: TrainingPlugin | None = None) -> TrainResult:
+    """Run a training job; the library entry point behind ``train.py``."""
+    return Trainer(cfg, plugin).run()
