@@ -8,6 +8,7 @@ python train.py --resume                                                        
 from __future__ import annotations
 
 import argparse
+import sys
 
 from utils.log import setup_logging
 from utils.training.config import add_train_args, train_config_from_args
@@ -25,4 +26,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

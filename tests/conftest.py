@@ -49,3 +49,30 @@ def bccd_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs {path}")
     return path
+
+
+SAMPLE_DIR = REPO_ROOT / "data" / "bccd_sample"
+
+
+def write_tiny_data(root: Path, n_train: int = 8, n_val: int = 4) -> Path:
+    """A data yaml over a few images of the bundled BCCD sample; splits are txt lists of image paths."""
+    train = sorted((SAMPLE_DIR / "images" / "train").glob("*.jpg"))[:n_train]
+    val = sorted((SAMPLE_DIR / "images" / "val").glob("*.jpg"))[:n_val]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.txt").write_text("".join(f"{p}\n" for p in train))
+    (root / "val.txt").write_text("".join(f"{p}\n" for p in val))
+    data = root / "tiny.yaml"
+    data.write_text(f"path: {root}\ntrain: train.txt\nval: val.txt\nnames: [RBC, WBC, Platelets]\n")
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_data_writer():
+    """:func:`write_tiny_data`, for fixtures of wider scope."""
+    return write_tiny_data
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """8 training and 4 validation images of the bundled sample, as a data yaml."""
+    return write_tiny_data(tmp_path / "data")
