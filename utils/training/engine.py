@@ -37,7 +37,7 @@ from utils.training.config import TrainConfig
 from utils.training.ema import ModelEMA
 from utils.training.model_setup import build_training_model, latest_checkpoint
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
-from utils.training.plugin import TrainingPlugin
+from utils.training.plugin import RunContext, TrainingPlugin
 from utils.training.results import ResultsCSV, summary_table
 
 LOGGER = logging.getLogger(__name__)
@@ -142,6 +142,12 @@ class Trainer:
         )  # fmt: skip
         if self.resume_ckpt is None:
             self._before_first_epoch()
+        self.plugin.before_training(
+            RunContext(
+                self.save_dir, self.device, self.names, self.train_loader, self.val_loader, cfg.imgsz, self.hyp,
+                resumed=self.resume_ckpt is not None,
+            )
+        )
 
         nl = self.model.detect.nl
         self.loss_cfg = LossConfig.from_hyp(self.hyp, nl, self.data.nc, cfg.imgsz, cfg.label_smoothing)

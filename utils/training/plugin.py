@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
+
+
+@dataclass
+class RunContext:
+    """What a plugin may use of the run once the data is loaded."""
+
+    save_dir: Path
+    device: torch.device
+    names: list[str]
+    train_loader: object
+    val_loader: object
+    imgsz: int
+    hyp: dict
+    resumed: bool
 
 
 class TrainingPlugin:
@@ -13,10 +30,11 @@ class TrainingPlugin:
 
     1. :meth:`setup` once, after the student model is built and placed on its device, before the optimizer exists.
     2. :meth:`trainable_modules` once: their parameters join the optimizer (and :meth:`state_dict` saves them).
-    3. :meth:`losses` every batch, after the student's forward pass.
-    4. :meth:`state_dict` at every checkpoint (stored in ``last.pt``'s ``extra``; left out of ``best.pt``),
+    3. :meth:`before_training` once, when the data loaders exist (e.g. to measure a teacher on the validation set).
+    4. :meth:`losses` every batch, after the student's forward pass.
+    5. :meth:`state_dict` at every checkpoint (stored in ``last.pt``'s ``extra``; left out of ``best.pt``),
        :meth:`load_state_dict` on resume.
-    5. :meth:`close` at the end of the run, also after an error.
+    6. :meth:`close` at the end of the run, also after an error.
     """
 
     #: names of the loss terms that :meth:`losses` returns; they become results.csv columns ``train/<name>``
@@ -31,6 +49,9 @@ class TrainingPlugin:
 
     def trainable_modules(self) -> list[nn.Module]:
         return []
+
+    def before_training(self, run: RunContext) -> None:
+        pass
 
     def losses(self, imgs: torch.Tensor, preds: list[torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra loss terms for one batch, each a scalar mean over the batch (the engine scales them by the batch

@@ -1,0 +1,53 @@
+"""Shared set-up of the benchmarks: the BCCD dataset in YOLO format, environment facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BCCD_SOURCE = REPO.parent / "shared" / "datasets" / "BCCD"
+CACHE = REPO / "benchmarks" / ".cache"
+
+
+def bccd_data_yaml(source: Path = BCCD_SOURCE, out: Path = CACHE / "bccd") -> Path:
+    """Convert BCCD (Pascal VOC, published 205/87/72 split) to YOLO format once; returns its data yaml."""
+    data = out / "data.yaml"
+    if data.is_file():
+        return data
+    if not source.is_dir():
+        raise FileNotFoundError(f"BCCD not found at {source}: the benchmarks need ../shared/datasets/BCCD")
+    from utils.voc import VocConfig, convert_voc
+
+    convert_voc(VocConfig(out=out, voc_root=source, classes=["RBC", "WBC", "Platelets"], hardlink=True))
+    return data
+
+
+def environment() -> dict:
+    """Where a measurement was taken."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "commit": commit,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps(payload, indent=2))
+    return path
