@@ -144,7 +144,13 @@ class Trainer:
             self._before_first_epoch()
         self.plugin.before_training(
             RunContext(
-                self.save_dir, self.device, self.names, self.train_loader, self.val_loader, cfg.imgsz, self.hyp,
+                self.save_dir,
+                self.device,
+                self.names,
+                self.train_loader,
+                self.val_loader,
+                cfg.imgsz,
+                self.hyp,
                 resumed=self.resume_ckpt is not None,
             )
         )
