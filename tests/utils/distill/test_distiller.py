@@ -1,0 +1,197 @@
+"""The distillation plugin: frozen teacher, gradients, hooks, adapters, compatibility checks, resume."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.yolo import Model
+from utils.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
+from utils.distill.config import KDConfig
+from utils.distill.distiller import Distiller
+from utils.distill.teacher import load_teacher
+from utils.training.config import TrainConfig
+from utils.training.engine import train
+from utils.training.plugin import RunContext
+
+HYP = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_feat": 1.0, "kd_cwd_t": 4.0}
+
+
+def _save_model(path: Path, cfg: str = "yolov5s.yaml", nc: int = 3, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = Model(cfg, nc=nc)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():  # a teacher with non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return save_checkpoint(make_checkpoint(model, [f"c{i}" for i in range(nc)]), path)
+
+
+@pytest.fixture(scope="module")
+def teacher_path(tmp_path_factory) -> Path:
+    return _save_model(tmp_path_factory.mktemp("teacher") / "teacher.pt")
+
+
+def _context(tmp_path: Path) -> RunContext:
+    return RunContext(tmp_path, torch.device("cpu"), ["a", "b", "c"], None, None, 64, {}, resumed=True)
+
+
+def _distiller(teacher: Path, tmp_path: Path, student: Model, **kw) -> Distiller:
+    d = Distiller(KDConfig(teacher=str(teacher), **kw), HYP)
+    d.setup(student, torch.device("cpu"))
+    d.before_training(_context(tmp_path))
+    return d
+
+
+def _hook_count(*models: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) for model in models for m in model.modules())
+
+
+def test_gradients_reach_student_and_adapters_only(teacher_path, tmp_path):
+    student = Model("yolov5n.yaml", nc=3).train()
+    d = _distiller(teacher_path, tmp_path, student, kd_feature="fitnet")
+    imgs = torch.rand(2, 3, 64, 64)
+    terms = d.losses(imgs, student(imgs), torch.zeros((0, 6)))
+    assert set(terms) == {"kd_out", "kd_feat"} and all(v.item() > 0 for v in terms.values())
+    sum(terms.values()).backward()
+    assert all(p.grad is not None for p in d.adapters.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in d.teacher.parameters())
+    assert not d.teacher.training
+    d.close()
+
+
+def test_hooks_registered_once_and_removed(teacher_path, tmp_path):
+    student = Model("yolov5n.yaml", nc=3).train()
+    before = _hook_count(student)
+    d = _distiller(teacher_path, tmp_path, student, kd_feature="cwd")
+    imgs = torch.rand(1, 3, 64, 64)
+    d.losses(imgs, student(imgs), torch.zeros((0, 6)))
+    after_one = _hook_count(student, d.teacher)
+    for _ in range(19):
+        d.losses(imgs, student(imgs), torch.zeros((0, 6)))
+    assert _hook_count(student, d.teacher) == after_one == 6  # 3 layers x (student, teacher)
+    d.close()
+    assert _hook_count(student, d.teacher) == before == 0
+
+
+def _identity_adapters(d: Distiller) -> None:
+    for a in d.adapters:
+        conv = next(m for m in a.modules() if isinstance(m, torch.nn.Conv2d))
+        bn = next(m for m in a.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        with torch.no_grad():
+            conv.weight.copy_(torch.eye(conv.out_channels).view_as(conv.weight))
+            bn.reset_parameters()
+            bn.reset_running_stats()
+        a.eval()
+
+
+@pytest.mark.parametrize(
+    ("output", "feature"),
+    [("l2", "none"), ("kl", "none"), ("bce", "none"), ("none", "at"), ("none", "fitnet"), ("none", "cwd")],
+)
+def test_losses_are_at_their_minimum_for_a_copy_of_the_teacher(teacher_path, tmp_path, output, feature):
+    """Zero for l2 and the feature losses; for kl and bce (whose objectness/class BCE against soft targets has
+    the targets' entropy as its minimum) the gradient vanishes. A perturbed student scores higher."""
+    from models import load_model
+
+    student = load_model(teacher_path)  # same weights, unfused, eval mode: the same function as the teacher
+    d = _distiller(teacher_path, tmp_path, student, kd_output=output, kd_feature=feature)
+    _identity_adapters(d)
+    imgs = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, raw = student(imgs)
+    raw = [r.clone().requires_grad_(True) for r in raw]
+    feats = {i: f.clone().requires_grad_(True) for i, f in d._student_feats.items()}
+    d._student_feats.update(feats)
+    at_copy = d.losses(imgs, raw, torch.zeros((0, 6)))
+    sum(at_copy.values()).backward()
+    grads = [r.grad for r in raw if r.grad is not None] + [f.grad for f in feats.values() if f.grad is not None]
+    assert grads and max(g.abs().max().item() for g in grads) < 1e-5
+    if output in ("l2", "none"):
+        assert all(v.abs().item() < 1e-6 for v in at_copy.values()), at_copy
+
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        _, raw = student(imgs)
+        perturbed = d.losses(imgs, raw, torch.zeros((0, 6)))
+    for k, v in perturbed.items():
+        assert v.item() > at_copy[k].item() + 1e-8, (k, v, at_copy[k])
+    d.close()
+
+
+def test_teacher_with_other_class_count_or_layout_is_refused(tmp_path):
+    other_nc = _save_model(tmp_path / "nc2.pt", cfg="yolov5n.yaml", nc=2)
+    with pytest.raises(ValueError, match=r"class count: teacher 2, student 3"):
+        Distiller(KDConfig(teacher=str(other_nc)), HYP).setup(Model("yolov5n.yaml", nc=3), torch.device("cpu"))
+    from models.config import load_model_yaml
+
+    two_anchors, _ = load_model_yaml("yolov5n.yaml")
+    two_anchors["anchors"] = [a[:4] for a in two_anchors["anchors"]]
+    odd = _save_model(tmp_path / "na2.pt", cfg=two_anchors)
+    with pytest.raises(ValueError, match=r"anchors per level: teacher 2, student 3"):
+        Distiller(KDConfig(teacher=str(odd)), HYP).setup(Model("yolov5n.yaml", nc=3), torch.device("cpu"))
+
+
+def test_missing_or_unreadable_teacher(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        KDConfig(teacher=str(tmp_path / "nowhere.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        Distiller(KDConfig(teacher=str(bad)), HYP).setup(Model("yolov5n.yaml", nc=3), torch.device("cpu"))
+
+
+def test_student_adopts_teacher_anchors(teacher_path):
+    student = Model(
+        "yolov5n.yaml", nc=3, anchors=[[5, 6, 7, 8, 9, 10], [20, 21, 22, 23, 24, 25], [60, 61, 62, 63, 64, 65]]
+    )
+    d = Distiller(KDConfig(teacher=str(teacher_path)), HYP)
+    d.setup(student, torch.device("cpu"))
+    assert torch.equal(student.detect.anchors, d.teacher.detect.anchors)
+
+
+class StopAfter(Distiller):
+    def __init__(self, *a, stop_at: int, **kw):
+        super().__init__(*a, **kw)
+        self.stop_at, self.calls = stop_at, 0
+
+    def losses(self, imgs, preds, targets):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return super().losses(imgs, preds, targets)
+
+
+def test_kd_run_keeps_teacher_and_resume_restores_adapters(teacher_path, tmp_path, tiny_data):
+    digest = hashlib.sha256(teacher_path.read_bytes()).hexdigest()
+    kd = KDConfig(teacher=str(teacher_path), kd_feature="fitnet")
+    cfg = TrainConfig(
+        cfg="yolov5n.yaml", data=str(tiny_data), imgsz=64, epochs=2, batch_size=4, workers=0,
+        project=str(tmp_path / "runs"), noplots=True, hyp="data/hyps/hyp.kd.yaml",
+    )  # fmt: skip
+    plugin = StopAfter(kd, HYP, stop_at=3)  # 2 batches per epoch: stops in the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, plugin=plugin)
+    fresh = load_teacher(str(teacher_path), torch.device("cpu")).state_dict()
+    after = plugin.teacher.state_dict()
+    assert after.keys() == fresh.keys() and all(torch.equal(after[k], fresh[k]) for k in fresh)  # bit-identical
+    assert hashlib.sha256(teacher_path.read_bytes()).hexdigest() == digest
+
+    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    adapters = saved["extra"]["plugin"]["adapters"]
+    assert adapters and saved["epoch"] == 0
+    assert "adapters" not in (torch.load(last.with_name("best.pt"), weights_only=True)["extra"].get("plugin") or {})
+
+    resumed_plugin = Distiller(kd, HYP)
+    result = train(TrainConfig(resume=str(last)), plugin=resumed_plugin)
+    assert result.epochs_completed == 2
+    assert (result.save_dir / "kd.yaml").is_file()
+    rows = (result.save_dir / "results.csv").read_text().splitlines()
+    assert rows[0].split(",")[4:6] == ["train/kd_out", "train/kd_feat"] and len(rows) == 3

@@ -1,0 +1,51 @@
+"""Distil a trained teacher into a student: train.py plus a frozen teacher and distillation losses.
+
+    python train_kd.py --teacher runs/train/exp/weights/best.pt --cfg models/yolov5n.yaml --data data/mydata.yaml
+    python train_kd.py --teacher best.pt --weights pruned.pt --data data/mydata.yaml --kd-feature fitnet
+    python train_kd.py --teacher best.pt --cfg yolov5n.yaml --kd-output pseudo --unlabeled extra_images/
+    python train_kd.py --resume runs/train_kd/exp/weights/last.pt
+
+Every train.py flag works here too; the distillation flags are listed under "distillation".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from utils.checkpoint import load_plain
+from utils.cli import config_from_namespace
+from utils.distill.config import KDConfig, add_kd_args
+from utils.distill.distiller import Distiller
+from utils.files import load_yaml
+from utils.log import setup_logging
+from utils.training.config import add_train_args, train_config_from_args
+from utils.training.engine import TrainResult, resolve_resume, train
+
+DEFAULT_HYP = "data/hyps/hyp.kd.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_args(parser)
+    parser.set_defaults(hyp=DEFAULT_HYP, project="runs/train_kd")
+    return add_kd_args(parser).parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    setup_logging()
+    ns = parse_args(argv)
+    cfg = train_config_from_args(ns)
+    if cfg.resume:  # the distillation settings of the interrupted run, not the defaults
+        cfg, _, path = resolve_resume(cfg)
+        kd = KDConfig.from_dict((load_plain(path).get("train_args") or {}).get("plugin", {}).get("kd") or {})
+    else:
+        kd = config_from_namespace(KDConfig, ns)
+    return train(cfg, plugin=Distiller(kd, load_yaml(cfg.hyp, "hyperparameter file")))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

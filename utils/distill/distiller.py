@@ -1,0 +1,249 @@
+"""Knowledge distillation as a plugin of the training engine: a frozen teacher and named loss terms.
+
+``kd_out`` compares the student's raw outputs with the teacher's (L2 / KL / BCE, weighted by the teacher's
+objectness), or trains the student on the teacher's detections (pseudo labels). ``kd_feat`` compares
+intermediate feature maps (FitNet through 1x1 adapters, attention transfer, channel-wise distillation).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+import yaml
+from torch import nn
+
+from models.yolo import Model
+from utils.distill.config import KDConfig
+from utils.distill.feature_losses import FEATURE_LOSSES, NEEDS_ADAPTER, Adapter
+from utils.distill.output_losses import OUTPUT_LOSSES
+from utils.distill.teacher import adopt_teacher_anchors, check_compatible, load_teacher
+from utils.evaluation import evaluate
+from utils.loss import LossConfig, YoloLoss
+from utils.nms import non_max_suppression
+from utils.training.plugin import RunContext, TrainingPlugin
+
+LOGGER = logging.getLogger(__name__)
+KD_HYP_DEFAULTS = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_pseudo": 1.0, "kd_feat": 1.0, "kd_cwd_t": 4.0}
+_PROBE = 64  # input size of the dry run that measures feature shapes
+
+
+class Distiller(TrainingPlugin):
+    """Adds ``kd_out`` and/or ``kd_feat`` to every training step. See :class:`KDConfig` for the settings.
+
+    ``hyp`` supplies the per-part weights (``kd_box``, ``kd_obj``, ``kd_cls``, ``kd_pseudo``, ``kd_feat``) and the
+    channel-wise temperature ``kd_cwd_t``; missing keys take :data:`KD_HYP_DEFAULTS`.
+    """
+
+    fixed_anchors = True
+
+    def __init__(self, cfg: KDConfig, hyp: dict):
+        self.cfg = cfg
+        self.w = {k: float(hyp.get(k, v)) for k, v in KD_HYP_DEFAULTS.items()}
+        self.use_gt_loss = not cfg.no_gt
+        self.loss_names = tuple(
+            name for name, on in (("kd_out", cfg.kd_output != "none"), ("kd_feat", cfg.kd_feature != "none")) if on
+        )
+        self.adapters = nn.ModuleList()
+        self.layers: list[int] = []
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._student_feats: dict[int, torch.Tensor] = {}
+        self._teacher_feats: dict[int, torch.Tensor] = {}
+        self.teacher: Model | None = None
+        self.student: Model | None = None
+        self.pseudo_loss: YoloLoss | None = None
+        self.unlabeled: Iterator | None = None
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self, model: Model, device: torch.device) -> None:
+        self.student, self.device = model, device
+        self.teacher = load_teacher(self.cfg.teacher, device)
+        check_compatible(model, self.teacher, self.cfg.teacher)
+        adopt_teacher_anchors(model, self.teacher)
+        if self.cfg.kd_feature != "none":
+            self.layers = self._check_layers(self.cfg.kd_layers or list(model.detect.f))
+            self._build_adapters()
+        LOGGER.info(
+            "Distillation: teacher %s, output %s, feature %s%s, weight %g%s",
+            self.cfg.teacher, self.cfg.kd_output, self.cfg.kd_feature,
+            f" on layers {self.layers}" if self.layers else "", self.cfg.kd_weight,
+            ", no ground-truth loss" if self.cfg.no_gt else "",
+        )  # fmt: skip
+
+    def _check_layers(self, layers: list[int]) -> list[int]:
+        last = len(self.student.model) - 1  # Detect
+        for i in layers:
+            if not 0 <= i < last or not 0 <= i < len(self.teacher.model) - 1:
+                raise ValueError(f"--kd-layers {i}: feature layers must be in 0..{last - 1} (Detect is layer {last})")
+        return sorted(set(layers))
+
+    def _build_adapters(self) -> None:
+        """Measure each chosen layer's output in both models (a dry run) and make 1x1 adapters where needed."""
+        probe = torch.zeros(1, 3, _PROBE, _PROBE, device=self.device)
+        s_shapes, t_shapes = self._feature_shapes(self.student, probe), self._feature_shapes(self.teacher, probe)
+        for i in self.layers:
+            (_, cs, hs, ws), (_, ct, ht, wt) = s_shapes[i], t_shapes[i]
+            if (hs, ws) != (ht, wt):
+                raise ValueError(
+                    f"--kd-layers {i}: student output {hs}x{ws} and teacher output {ht}x{wt} differ in size at "
+                    f"{_PROBE}x{_PROBE} input; choose layers of equal stride"
+                )
+            if NEEDS_ADAPTER[self.cfg.kd_feature]:
+                self.adapters.append(Adapter(cs, ct).to(self.device))
+
+    def _feature_shapes(self, model: Model, probe: torch.Tensor) -> dict[int, torch.Size]:
+        shapes: dict[int, torch.Size] = {}
+        handles = [
+            model.model[i].register_forward_hook(lambda m, inp, out, i=i: shapes.__setitem__(i, out.shape))
+            for i in self.layers
+        ]
+        was_training = model.training
+        try:
+            model.eval()  # no BN statistics change during the dry run
+            with torch.no_grad():
+                model(probe.to(next(model.parameters()).dtype))
+        finally:
+            model.train(was_training)
+            for h in handles:
+                h.remove()
+        return shapes
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.adapters] if len(self.adapters) else []
+
+    def before_training(self, run: RunContext) -> None:
+        # Hooks go on now, after the engine copied the student into its EMA, so the copy carries none.
+        for i in self.layers:
+            self.hooks.append(self.student.model[i].register_forward_hook(self._store(self._student_feats, i)))
+            self.hooks.append(self.teacher.model[i].register_forward_hook(self._store(self._teacher_feats, i)))
+        if self.cfg.kd_output == "pseudo":
+            nl, nc = self.student.detect.nl, self.student.nc
+            self.pseudo_loss = YoloLoss(self.student.detect, LossConfig.from_hyp(run.hyp, nl, nc, run.imgsz))
+        if self.cfg.unlabeled:
+            self.unlabeled = self._unlabeled_batches(run)
+        if not run.resumed:
+            self._record_run(run)
+
+    @staticmethod
+    def _store(store: dict, i: int):
+        def hook(module, inputs, output):
+            store[i] = output
+
+        return hook
+
+    def _unlabeled_batches(self, run: RunContext) -> Iterator[torch.Tensor]:
+        from utils.data import create_dataloader
+
+        batch = max(1, round(run.train_loader.batch_size * self.cfg.unlabeled_ratio))
+        loader, dataset = create_dataloader(
+            self.cfg.unlabeled, run.imgsz, batch, max(int(self.student.stride.max()), 32), hyp=run.hyp, augment=True,
+            shuffle=True, workers=run.train_loader.num_workers, prefix="unlabeled: ", nc=self.student.nc,
+        )  # fmt: skip
+        LOGGER.info("Label-free distillation on %d images, %d per step", len(dataset), batch)
+
+        def cycle():
+            while True:
+                for imgs, *_ in loader:
+                    yield imgs
+
+        return cycle()
+
+    def _record_run(self, run: RunContext) -> None:
+        """Measure the teacher once on the validation set and write ``kd.yaml`` with every distillation setting."""
+        LOGGER.info("Measuring the teacher on the validation set...")
+        result = evaluate(self.teacher, run.val_loader, run.names, desc="teacher")
+        record = {
+            "teacher": self.cfg.teacher,
+            "teacher_metrics": {k.split("/")[-1]: round(v, 5) for k, v in result.metrics().items()},
+            "settings": self.cfg.to_dict(),
+            "weights": self.w,
+            "layers": self.layers,
+        }
+        (run.save_dir / "kd.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+
+    # ------------------------------------------------------------------------------------------------ losses
+    def losses(self, imgs: torch.Tensor, preds: list[torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        student_feats = dict(self._student_feats)
+        self._student_feats.clear()
+        terms = self._terms(imgs, preds, student_feats)
+        if self.unlabeled is not None:
+            u_imgs = next(self.unlabeled).to(self.device, non_blocking=True).float() / 255
+            u_preds = self.student(u_imgs)
+            u_feats = dict(self._student_feats)
+            self._student_feats.clear()
+            share = u_imgs.shape[0] / imgs.shape[0]  # every image, labelled or not, weighs the same
+            for k, v in self._terms(u_imgs, u_preds, u_feats).items():
+                terms[k] = terms[k] + v * share
+        return terms
+
+    def _teacher_forward(self, imgs: torch.Tensor):
+        """Teacher outputs for ``imgs`` as ordinary (autograd-compatible) fp32 tensors: decoded, raw, features."""
+        with torch.inference_mode():
+            x = imgs.half() if next(self.teacher.parameters()).dtype == torch.float16 else imgs
+            pred, raw = self.teacher(x)
+            feats = {i: self._teacher_feats.pop(i) for i in self.layers}
+        # leaving inference mode: copies become normal tensors that loss functions may save for backward
+        return pred.float().clone(), [r.float().clone() for r in raw], {i: f.float().clone() for i, f in feats.items()}
+
+    def _terms(self, imgs, preds, student_feats) -> dict[str, torch.Tensor]:
+        t_pred, t_raw, t_feats = self._teacher_forward(imgs)
+        out: dict[str, torch.Tensor] = {}
+        kind = self.cfg.kd_output
+        if kind == "pseudo":
+            out["kd_out"] = self.cfg.kd_weight * self.w["kd_pseudo"] * self._pseudo_term(imgs, preds, t_pred)
+        elif kind != "none":
+            kwargs = {"obj_thres": self.cfg.kd_obj_thres}
+            if kind in ("kl", "bce"):
+                kwargs["temperature"] = self.cfg.temperature
+            parts = OUTPUT_LOSSES[kind]([p.float() for p in preds], t_raw, **kwargs)
+            weighted = (
+                self.w["kd_box"] * parts["box"] + self.w["kd_obj"] * parts["obj"] + self.w["kd_cls"] * parts["cls"]
+            )
+            out["kd_out"] = self.cfg.kd_weight * weighted
+        if self.cfg.kd_feature != "none":
+            fn = FEATURE_LOSSES[self.cfg.kd_feature]
+            total = torch.zeros((), device=imgs.device)
+            for j, i in enumerate(self.layers):
+                s = student_feats[i].float()
+                if len(self.adapters):
+                    s = self.adapters[j](s)
+                total = total + (
+                    fn(s, t_feats[i], self.w["kd_cwd_t"]) if self.cfg.kd_feature == "cwd" else fn(s, t_feats[i])
+                )
+            out["kd_feat"] = self.cfg.kd_weight * self.w["kd_feat"] * total
+        return out
+
+    def _pseudo_term(self, imgs: torch.Tensor, preds: list[torch.Tensor], t_pred: torch.Tensor) -> torch.Tensor:
+        """The YOLO loss of the student against the teacher's detections (per-image mean, like every KD term)."""
+        h, w = imgs.shape[2:]
+        dets = non_max_suppression(t_pred, conf_thres=self.cfg.pseudo_conf, iou_thres=0.45, max_det=300)
+        rows = []
+        for b, d in enumerate(dets):
+            if len(d):
+                xyxy = d[:, :4]
+                cxcy = (xyxy[:, :2] + xyxy[:, 2:]) / 2 / torch.tensor((w, h), device=d.device)
+                wh = (xyxy[:, 2:] - xyxy[:, :2]) / torch.tensor((w, h), device=d.device)
+                rows.append(torch.cat((torch.full_like(d[:, :1], b), d[:, 5:6], cxcy, wh), 1))
+        targets = torch.cat(rows) if rows else torch.zeros((0, 6), device=imgs.device)
+        total, _ = self.pseudo_loss([p.float() for p in preds], targets)
+        return total.squeeze(0) / imgs.shape[0]
+
+    # ------------------------------------------------------------------------------------------ state, close
+    def run_info(self) -> dict:
+        return {"kd": self.cfg.to_dict(), "kd_weights": dict(self.w)}
+
+    def state_dict(self) -> dict:
+        return {"adapters": self.adapters.state_dict()} if len(self.adapters) else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "adapters" in state:
+            self.adapters.load_state_dict(state["adapters"])
+            LOGGER.info("Restored %d distillation adapters", len(self.adapters))
+
+    def close(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks.clear()
+        self._student_feats.clear()
+        self._teacher_feats.clear()

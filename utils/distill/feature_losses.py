@@ -1,0 +1,195 @@
+"""Feature (intermediate-layer) distillation between a student and a teacher network.
+
+Each loss compares one layer of the student with the matching layer of the teacher, both feature maps
+``[B, C, H, W]`` with the same batch and spatial size, and returns a scalar tensor that is a mean over the batch
+(it does not grow with the batch size). The teacher's map is detached inside; both maps are cast to float32
+(float64 stays float64) so that fp16 inputs, e.g. from a teacher run in half precision or a student under autocast,
+are compared at full precision.
+
+- :func:`fitnet_loss` (Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015): squared error after an
+  :class:`Adapter` has mapped the student's channels to the teacher's.
+- :func:`attention_loss` (Zagoruyko & Komodakis, "Paying More Attention to Attention", ICLR 2017): compares
+  normalised spatial attention maps; channel counts may differ, so no adapter is needed.
+- :func:`cwd_loss` (Shu et al., "Channel-wise Knowledge Distillation for Dense Prediction", ICCV 2021): per
+  channel, a softmax over the spatial positions; KL divergence from the teacher's distribution to the student's.
+
+``FEATURE_LOSSES`` maps ``"fitnet"``, ``"at"`` and ``"cwd"`` to these functions and ``NEEDS_ADAPTER`` says which of
+them expect the student's map to have passed through an :class:`Adapter` first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "FEATURE_LOSSES",
+    "NEEDS_ADAPTER",
+    "Adapter",
+    "attention_loss",
+    "attention_map",
+    "cwd_loss",
+    "fitnet_loss",
+]
+
+
+def _shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32)) if x.is_floating_point() else x.float()
+
+
+def _check_4d(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = _shape(x) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a feature map [B, C, H, W], got {shape}")
+
+
+def _same_shape(s: torch.Tensor, t: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check that student and teacher maps are both ``[B, C, H, W]`` of one shape; return them as floats."""
+    _check_4d(s, "student feature map")
+    _check_4d(t, "teacher feature map")
+    if s.shape != t.shape:
+        raise ValueError(
+            f"{what}: student feature shape {_shape(s)} does not match teacher feature shape {_shape(t)} "
+            "(map the student's channels with an Adapter; batch and spatial sizes must already agree)"
+        )
+    return _as_float(s), _as_float(t.detach()).to(s.device)
+
+
+class Adapter(nn.Module):
+    """A 1x1 convolution (no bias) and BatchNorm mapping student channels to teacher channels.
+
+    Input ``[B, c_student, H, W]``, output ``[B, c_teacher, H, W]``. The adapter is trained together with the
+    student (its parameters belong in the optimizer and in the training checkpoint) but is never part of the
+    deployable model: it exists only to make the student's features comparable with the teacher's.
+
+    Initialisation: the convolution weight is Kaiming-normal for a linear layer (variance ``1 / c_student``, so the
+    output keeps the input's scale); BatchNorm starts as the identity affine map (weight 1, bias 0).
+    """
+
+    def __init__(self, c_student: int, c_teacher: int):
+        super().__init__()
+        for name, c in (("c_student", c_student), ("c_teacher", c_teacher)):
+            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                raise ValueError(f"Adapter: {name} must be a positive int, got {c!r}")
+        self.c_student, self.c_teacher = c_student, c_teacher
+        self.conv = nn.Conv2d(c_student, c_teacher, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_teacher)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_in", nonlinearity="linear")
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[B, c_student, H, W]`` -> ``[B, c_teacher, H, W]``."""
+        if x.dim() != 4 or x.shape[1] != self.c_student:
+            raise ValueError(f"Adapter expects [B, {self.c_student}, H, W], got {_shape(x)}")
+        return self.bn(self.conv(x))
+
+    def extra_repr(self) -> str:
+        return f"c_student={self.c_student}, c_teacher={self.c_teacher}"
+
+
+def fitnet_loss(s_adapted: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """FitNet hint loss (Romero et al. 2015): ``mean((s - t)^2)`` over all ``B * C * H * W`` elements.
+
+    Args:
+        s_adapted: the student's map after its :class:`Adapter`, ``[B, C, H, W]``.
+        t: the teacher's map ``[B, C, H, W]`` (detached inside).
+
+    Returns:
+        A scalar tensor, 0 when the maps are equal.
+
+    Raises:
+        ValueError: the shapes differ (both are named).
+    """
+    s, t = _same_shape(s_adapted, t, "fitnet_loss")
+    return (s - t).pow(2).mean()
+
+
+def attention_map(x: torch.Tensor) -> torch.Tensor:
+    """Spatial attention map (Zagoruyko & Komodakis 2017): ``normalize(mean_c(x^2).flatten(1))``.
+
+    Args:
+        x: a feature map ``[B, C, H, W]``.
+
+    Returns:
+        ``[B, H * W]``, float32 (float64 for float64 input), each row of unit L2 norm (an all-zero map stays 0).
+    """
+    _check_4d(x, "attention_map input")
+    return F.normalize(_as_float(x).pow(2).mean(dim=1).flatten(1), p=2.0, dim=1)
+
+
+def attention_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Attention transfer (Zagoruyko & Komodakis 2017): ``mean((A(s) - A(t))^2)`` with ``A`` = :func:`attention_map`.
+
+    The mean runs over ``B * H * W`` values and each ``A`` row has unit norm, so the loss is at most ``4 / (H * W)``:
+    small numbers that call for a larger weight than the other feature losses.
+
+    Args:
+        s: the student's map ``[B, C_s, H, W]`` (no adapter needed: only the spatial map is compared).
+        t: the teacher's map ``[B, C_t, H, W]`` (detached inside); ``C_t`` may differ from ``C_s``.
+
+    Returns:
+        A scalar tensor, 0 when the attention maps are equal.
+
+    Raises:
+        ValueError: batch or spatial sizes differ (both shapes are named).
+    """
+    _check_4d(s, "student feature map")
+    _check_4d(t, "teacher feature map")
+    if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
+        raise ValueError(
+            f"attention_loss: student feature shape {_shape(s)} and teacher feature shape {_shape(t)} "
+            "must agree in batch size and spatial size (H, W)"
+        )
+    return (attention_map(s) - attention_map(t.detach()).to(s.device)).pow(2).mean()
+
+
+def cwd_loss(s_adapted: torch.Tensor, t: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+    """Channel-wise distillation (Shu et al. 2021).
+
+    Each channel of each image becomes a distribution over its ``H * W`` positions,
+    ``q = softmax(x / T)`` over ``H * W``; the loss is ``T^2 / (B * C) * sum_{b, c} KL(q_t[b, c] || q_s[b, c])``.
+
+    Args:
+        s_adapted: the student's map after its :class:`Adapter`, ``[B, C, H, W]``.
+        t: the teacher's map ``[B, C, H, W]`` (detached inside).
+        temperature: ``T > 0``; larger values soften the spatial distributions.
+
+    Returns:
+        A scalar tensor, 0 when the maps are equal (and, softmax being shift-invariant, when they differ by a
+        per-channel constant).
+
+    Raises:
+        ValueError: the shapes differ (both are named) or ``temperature`` is not a positive number.
+    """
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not (math.isfinite(temperature) and temperature > 0)
+    ):
+        raise ValueError(f"cwd_loss: temperature must be a positive finite number, got {temperature!r}")
+    s, t = _same_shape(s_adapted, t, "cwd_loss")
+    b, c = s.shape[:2]
+    log_qs = F.log_softmax(s.flatten(2) / temperature, dim=-1)  # [B, C, H*W]
+    log_qt = F.log_softmax(t.flatten(2) / temperature, dim=-1)
+    kl = (log_qt.exp() * (log_qt - log_qs)).sum()
+    return kl * (temperature**2 / (b * c))
+
+
+#: name -> feature distillation loss ``(student_map, teacher_map) -> scalar``
+FEATURE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "fitnet": fitnet_loss,
+    "at": attention_loss,
+    "cwd": cwd_loss,
+}
+
+#: name -> whether the student's map must go through an :class:`Adapter` (to the teacher's channels) first
+NEEDS_ADAPTER: dict[str, bool] = {"fitnet": True, "at": False, "cwd": True}

@@ -1,0 +1,46 @@
+"""The frozen teacher: loading, freezing, and checking that it fits the student."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from models import load_model
+from models.yolo import Model
+
+LOGGER = logging.getLogger(__name__)
+
+
+def load_teacher(path: str, device: torch.device) -> Model:
+    """Load a teacher for distillation: eval mode, BN folded into the convolutions, no gradients, fp16 on CUDA.
+
+    A fused model has no BatchNorm left, so no running statistics can drift; eval mode keeps it that way.
+    """
+    teacher = load_model(path, device=device, fuse=True)
+    teacher.eval().requires_grad_(False)
+    if device.type == "cuda":
+        teacher.half()
+    return teacher
+
+
+def check_compatible(student: Model, teacher: Model, teacher_path: str) -> None:
+    """Raise ValueError naming both values when teacher and student outputs cannot be compared."""
+    s, t = student.detect, teacher.detect
+    checks = [
+        ("class count", s.nc, t.nc),
+        ("detection levels", s.nl, t.nl),
+        ("anchors per level", s.na, t.na),
+        ("strides", s.stride.tolist(), t.stride.tolist()),
+    ]
+    for what, sv, tv in checks:
+        if sv != tv:
+            raise ValueError(f"teacher {teacher_path} and student differ in {what}: teacher {tv}, student {sv}")
+
+
+def adopt_teacher_anchors(student: Model, teacher: Model) -> None:
+    """Give the student the teacher's anchors, so that their raw outputs describe the same boxes."""
+    with torch.no_grad():
+        student.detect.anchors.copy_(teacher.detect.anchors.to(student.detect.anchors))
+    px = (teacher.detect.anchors * teacher.detect.stride.view(-1, 1, 1)).view(-1, 2).round().int().tolist()
+    LOGGER.info("Distillation: the student uses the teacher's anchors %s (autoanchor is off)", px)
