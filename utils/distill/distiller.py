@@ -25,15 +25,29 @@ from utils.nms import non_max_suppression
 from utils.training.plugin import RunContext, TrainingPlugin
 
 LOGGER = logging.getLogger(__name__)
-KD_HYP_DEFAULTS = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_pseudo": 1.0, "kd_feat": 1.0, "kd_cwd_t": 4.0}
+KD_HYP_DEFAULTS = {
+    "kd_box": 0.05,
+    "kd_obj": 1.0,
+    "kd_cls": 0.5,
+    "kd_l2": 4.0,
+    "kd_bce": 0.25,
+    "kd_kl": 0.25,
+    "kd_pseudo": 1.0,
+    "kd_fitnet": 0.05,
+    "kd_at": 25.0,
+    "kd_cwd": 0.1,
+    "kd_cwd_t": 4.0,
+}
 _PROBE = 64  # input size of the dry run that measures feature shapes
 
 
 class Distiller(TrainingPlugin):
     """Adds ``kd_out`` and/or ``kd_feat`` to every training step. See :class:`KDConfig` for the settings.
 
-    ``hyp`` supplies the per-part weights (``kd_box``, ``kd_obj``, ``kd_cls``, ``kd_pseudo``, ``kd_feat``) and the
-    channel-wise temperature ``kd_cwd_t``; missing keys take :data:`KD_HYP_DEFAULTS`.
+    ``hyp`` supplies the weights (see ``data/hyps/hyp.kd.yaml``): relative weights of the output parts (``kd_box``,
+    ``kd_obj``, ``kd_cls``), a gain per output method (``kd_l2``, ``kd_bce``, ``kd_kl``, ``kd_pseudo``) and per
+    feature method (``kd_fitnet``, ``kd_at``, ``kd_cwd``), and the channel-wise temperature ``kd_cwd_t``; missing
+    keys take :data:`KD_HYP_DEFAULTS`.
     """
 
     fixed_anchors = True
@@ -200,7 +214,7 @@ class Distiller(TrainingPlugin):
             weighted = (
                 self.w["kd_box"] * parts["box"] + self.w["kd_obj"] * parts["obj"] + self.w["kd_cls"] * parts["cls"]
             )
-            out["kd_out"] = self.cfg.kd_weight * weighted
+            out["kd_out"] = self.cfg.kd_weight * self.w[f"kd_{kind}"] * weighted
         if self.cfg.kd_feature != "none":
             fn = FEATURE_LOSSES[self.cfg.kd_feature]
             total = torch.zeros((), device=imgs.device)
@@ -211,7 +225,7 @@ class Distiller(TrainingPlugin):
                 total = total + (
                     fn(s, t_feats[i], self.w["kd_cwd_t"]) if self.cfg.kd_feature == "cwd" else fn(s, t_feats[i])
                 )
-            out["kd_feat"] = self.cfg.kd_weight * self.w["kd_feat"] * total
+            out["kd_feat"] = self.cfg.kd_weight * self.w[f"kd_{self.cfg.kd_feature}"] * total
         return out
 
     def _pseudo_term(self, imgs: torch.Tensor, preds: list[torch.Tensor], t_pred: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from utils.training.config import TrainConfig
 from utils.training.engine import train
 from utils.training.plugin import RunContext
 
-HYP = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_feat": 1.0, "kd_cwd_t": 4.0}
+HYP = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_l2": 1.0, "kd_fitnet": 1.0, "kd_cwd_t": 4.0}
 
 
 def _save_model(path: Path, cfg: str = "yolov5s.yaml", nc: int = 3, seed: int = 0) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,3 +117,35 @@ def test_bad_configs_are_refused():
         TrainConfig(cfg="yolov5n.yaml", optimizer="Lion")
     with pytest.raises(ValueError, match="--cfg"):
         TrainConfig()
+
+
+def test_training_starts_on_a_dataset_with_bad_files(tmp_path, caplog):
+    """The bad-data corpus: every bad image or row is skipped with a warning, and training runs on the rest."""
+    import shutil
+
+    sample = Path(__file__).resolve().parents[3] / "data" / "bccd_sample"
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for img in sorted((sample / "images" / split).glob("*.jpg"))[:4]:
+            shutil.copy(img, tmp_path / "images" / split / img.name)
+            shutil.copy(sample / "labels" / split / f"{img.stem}.txt", tmp_path / "labels" / split / f"{img.stem}.txt")
+    images, labels = tmp_path / "images" / "train", tmp_path / "labels" / "train"
+    good = sorted(images.glob("*.jpg"))[0]
+    (images / "truncated.jpg").write_bytes(good.read_bytes()[:2000])
+    (images / "zero.jpg").write_bytes(b"")
+    shutil.copy(good, images / "rows.jpg")
+    (labels / "rows.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n1 0.5 nan 0.1 0.1\n"  # good, 4 columns, NaN
+        "99 0.5 0.5 0.1 0.1\n2 0.5 0.5 -0.1 0.1\n0 0.5 0.5 0.2 0.2\n"  # class 99, negative width, duplicate
+    )
+    shutil.copy(good, images / "empty.jpg")
+    (labels / "empty.txt").write_text("")
+    data = tmp_path / "bad.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: [RBC, WBC, Platelets]\n")
+
+    with caplog.at_level(logging.WARNING):
+        result = train(_cfg(tmp_path, data, epochs=1, noplots=True))
+    for needle in ("truncated.jpg", "zero.jpg", "rows.txt"):
+        assert needle in caplog.text, needle
+    assert len(_rows(result.save_dir / "results.csv")) == 1
