@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
 from models.common import C3, SPPF, Bottleneck, Concat, Conv
 from models.head import Detect
+from utils.files import load_yaml
 
 MODELS_DIR = Path(__file__).resolve().parent
 
@@ -67,11 +67,9 @@ def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
         return copy.deepcopy(cfg), cfg.get("yaml_file", "<dict>")
     path = resolve_cfg_path(cfg)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path}: not valid yaml: {e}") from e
-    if not isinstance(data, dict):
-        raise ModelConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        data = load_yaml(path, "model config")
+    except ValueError as e:
+        raise ModelConfigError(str(e)) from e
     data["yaml_file"] = path.name
     return data, str(path)
 

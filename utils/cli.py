@@ -25,3 +25,16 @@ def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
     """Build a dataclass config from parsed flags, ignoring flags that are not fields."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(ns).items() if k in names})
+
+
+class PlainConfig:
+    """Mixin for dataclass configs stored in checkpoints as plain dicts."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Rebuild from :meth:`to_dict` output (e.g. a checkpoint's ``train_args``); unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

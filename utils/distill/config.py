@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.cli import dataclass_defaults
+from utils.cli import PlainConfig, dataclass_defaults
 
 OUTPUT_KINDS = ("l2", "kl", "bce", "pseudo", "none")
 FEATURE_KINDS = ("fitnet", "at", "cwd", "none")
 
 
 @dataclass
-class KDConfig:
+class KDConfig(PlainConfig):
     """How to distil: which teacher, which output and feature losses, their weights, and label-free options."""
 
     teacher: str = ""
@@ -50,14 +49,6 @@ class KDConfig:
             raise ValueError(f"--pseudo-conf must be in (0, 1), got {self.pseudo_conf}")
         if self.unlabeled_ratio <= 0:
             raise ValueError(f"--unlabeled-ratio must be positive, got {self.unlabeled_ratio}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> KDConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def add_kd_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

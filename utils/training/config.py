@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 
-from utils.cli import config_from_namespace, dataclass_defaults
+from utils.cli import PlainConfig, config_from_namespace, dataclass_defaults
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(PlainConfig):
     """Everything a training run needs; ``train.py`` fills it from its flags. Paths are as given by the user."""
 
     weights: str = ""  # initial weights: ours, upstream's, a pruned model, or '' to train from scratch
@@ -57,15 +56,6 @@ class TrainConfig:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.weights and not self.cfg and not self.resume:
             raise ValueError("give --cfg (a model yaml) to train from scratch, or --weights to start from a checkpoint")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Rebuild from :meth:`to_dict` output (e.g. a checkpoint's ``train_args``); unknown keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

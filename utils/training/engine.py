@@ -90,6 +90,9 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         self.device = select_device(cfg.device)
+        if "," in str(cfg.device):
+            LOGGER.warning("--device %s: training runs on one GPU (%s); multi-GPU training is not supported yet",
+                           cfg.device, self.device)  # fmt: skip
         self.amp = self.device.type == "cuda"
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
         self.hyp = load_yaml(cfg.hyp, "hyperparameter file")
