@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from utils.cli import config_from_namespace, dataclass_defaults
+from utils.cli import config_from_namespace, dataclass_defaults, run_main
 from utils.log import setup_logging
 from utils.runners.detect import DetectConfig, DetectResult, run_detect
 
@@ -50,4 +50,4 @@ def main(argv: list[str] | None = None) -> DetectResult:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

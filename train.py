@@ -8,8 +8,8 @@ python train.py --resume                                                        
 from __future__ import annotations
 
 import argparse
-import sys
 
+from utils.cli import run_main
 from utils.log import setup_logging
 from utils.training.config import add_train_args, train_config_from_args
 from utils.training.engine import TrainResult, train
@@ -26,7 +26,4 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

@@ -11,10 +11,9 @@ Every train.py flag works here too; the distillation flags are listed under "dis
 from __future__ import annotations
 
 import argparse
-import sys
 
 from utils.checkpoint import load_plain
-from utils.cli import config_from_namespace
+from utils.cli import config_from_namespace, run_main
 from utils.distill.config import KDConfig, add_kd_args
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
@@ -45,7 +44,4 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

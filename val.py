@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from utils.cli import config_from_namespace, dataclass_defaults
+from utils.cli import config_from_namespace, dataclass_defaults, run_main
 from utils.log import setup_logging
 from utils.runners.val import TASKS, ValConfig, run_val
 
@@ -45,4 +45,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

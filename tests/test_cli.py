@@ -101,3 +101,37 @@ def test_ctrl_c_keeps_last_checkpoint_and_resume_continues(tmp_path, tiny_data):
     run([str(REPO / "train.py"), "--resume", str(last)], cwd=tmp_path)
     rows = (tmp_path / "runs" / "exp" / "results.csv").read_text().strip().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == list(range(stopped_at + 2))
+
+
+def test_train_kd_with_pseudo_labels_unlabelled_images_and_resume(trained, tmp_path):
+    """train_kd.py end to end: pseudo-label distillation with extra unlabelled images, then Ctrl-C and --resume."""
+    teacher = trained / "runs" / "smoke" / "weights" / "best.pt"
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for img in sorted((REPO / "data" / "bccd_sample" / "images" / "val").glob("*.jpg"))[:3]:
+        (unlabeled / img.name).write_bytes(img.read_bytes())
+    args = [str(REPO / "train_kd.py"), "--teacher", str(teacher), "--cfg", "yolov5n.yaml",
+            "--data", str(trained / "data" / "tiny.yaml"), "--imgsz", "64", "--epochs", "1", "--batch-size", "4",
+            "--workers", "0", "--project", str(tmp_path / "kd"), "--kd-output", "pseudo", "--pseudo-conf", "0.01",
+            "--kd-feature", "at", "--unlabeled", str(unlabeled), "--noplots"]  # fmt: skip
+    proc = run(args, cwd=tmp_path)
+    run_dir = tmp_path / "kd" / "exp"
+    header = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"train/box", "train/kd_out", "train/kd_feat"} <= set(header)
+    record = (run_dir / "kd.yaml").read_text()
+    assert "teacher_metrics" in record and "pseudo" in record
+    assert "Label-free distillation on 3 images" in proc.stderr
+
+
+def test_train_kd_refuses_a_mismatched_teacher_before_training(trained, tmp_path):
+    teacher = trained / "runs" / "smoke" / "weights" / "best.pt"
+    one_class = tmp_path / "one.yaml"
+    one_class.write_text((trained / "data" / "tiny.yaml").read_text().replace("[RBC, WBC, Platelets]", "[cell]"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train_kd.py"), "--teacher", str(teacher), "--cfg", "yolov5n.yaml",
+         "--data", str(one_class), "--imgsz", "64", "--epochs", "1", "--project", str(tmp_path / "kd")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "class count: teacher 3, student 1" in proc.stderr
+    assert not list((tmp_path / "kd").rglob("results.csv"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.loading import convert_checkpoint
+from utils.cli import run_main
 
 
 @dataclass
@@ -43,4 +44,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

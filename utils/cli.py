@@ -38,3 +38,20 @@ class PlainConfig:
         """Rebuild from :meth:`to_dict` output (e.g. a checkpoint's ``train_args``); unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def run_main(main, argv: list[str] | None = None) -> None:
+    """Run a program's ``main``: bad input ends it with its message and exit status 2 (no traceback), Ctrl-C
+    with status 130."""
+    import logging
+    import sys
+
+    from utils.checkpoint import CheckpointError
+
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        logging.getLogger(__name__).error("error: %s", e)
+        sys.exit(2)
