@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
         student(best_feature, FEATURE_SETTINGS[best_feature], seed)
 
     summary = {
-        "command": "python benchmarks/kd_bccd.py " + " ".join(argv or []),
+        "command": "python benchmarks/kd_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "imgsz": a.imgsz,
         "teacher_epochs": a.teacher_epochs,
         "student_epochs": a.student_epochs,

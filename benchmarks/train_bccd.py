@@ -11,6 +11,7 @@ mAP50, mAP50-95, precision and recall of best.pt on the validation split, second
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> Path:
         out,
         {
             "benchmark": "train_bccd",
-            "command": "python benchmarks/train_bccd.py " + " ".join(argv or []),
+            "command": "python benchmarks/train_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "model": a.model,
             "imgsz": a.imgsz,
             "epochs": result.epochs_completed,
