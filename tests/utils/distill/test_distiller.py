@@ -189,8 +189,15 @@ def test_kd_run_keeps_teacher_and_resume_restores_adapters(teacher_path, tmp_pat
     assert adapters and saved["epoch"] == 0
     assert "adapters" not in (torch.load(last.with_name("best.pt"), weights_only=True)["extra"].get("plugin") or {})
 
-    resumed_plugin = Distiller(kd, HYP)
+    class Recording(Distiller):
+        def load_state_dict(self, state):
+            super().load_state_dict(state)
+            self.restored = {k: v.clone() for k, v in self.adapters.state_dict().items()}
+
+    resumed_plugin = Recording(kd, HYP)
     result = train(TrainConfig(resume=str(last)), plugin=resumed_plugin)
+    assert resumed_plugin.restored.keys() == adapters.keys()
+    assert all(torch.equal(resumed_plugin.restored[k], v) for k, v in adapters.items())
     assert result.epochs_completed == 2
     assert (result.save_dir / "kd.yaml").is_file()
     rows = (result.save_dir / "results.csv").read_text().splitlines()
