@@ -238,21 +238,25 @@ class Trainer:
             self.scheduler.step()
 
             final_epoch = epoch + 1 == cfg.epochs
-            if not cfg.noval or final_epoch:
+            validated = not cfg.noval or final_epoch
+            if validated:
                 last_result = evaluate(
                     self.ema.ema, self.val_loader, self.names, EvalConfig(single_cls=cfg.single_cls),
                     loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
                 )  # fmt: skip
-            fitness = last_result.fitness()
-            improved = fitness > self.best_fitness or epoch == 0
-            if improved:
-                self.best_fitness, patience_left = max(fitness, self.best_fitness), cfg.patience
+                fitness = last_result.fitness()
+                improved = fitness > self.best_fitness or epoch == 0
+                if improved:
+                    self.best_fitness, patience_left = max(fitness, self.best_fitness), cfg.patience
+                else:
+                    patience_left -= 1
             else:
-                patience_left -= 1
+                improved = epoch == 0  # best.pt exists from the start; validated epochs replace it
             row = {"epoch": epoch}
             row.update({f"train/{k}": v for k, v in mean_losses.items()})
-            row.update(last_result.metrics())
-            row.update({f"val/{k}_loss": v for k, v in last_result.losses.items()})
+            # epochs without validation leave the metric columns empty rather than repeating old values
+            row.update({k: (v if validated else "") for k, v in last_result.metrics().items()})
+            row.update({f"val/{k}_loss": last_result.losses.get(k, "") if validated else "" for k in GT_LOSS_NAMES})
             row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
             csv.append(row)
 

@@ -149,3 +149,11 @@ def test_training_starts_on_a_dataset_with_bad_files(tmp_path, caplog):
     for needle in ("truncated.jpg", "zero.jpg", "rows.txt"):
         assert needle in caplog.text, needle
     assert len(_rows(result.save_dir / "results.csv")) == 1
+
+
+def test_noval_leaves_unvalidated_epochs_blank(tmp_path, tiny_data):
+    result = train(_cfg(tmp_path, tiny_data, epochs=2, noval=True, noplots=True, patience=1))
+    rows = _rows(result.save_dir / "results.csv")
+    assert len(rows) == 2  # patience counts validated epochs only: no early stop
+    assert rows[0]["metrics/mAP_0.5"] == "" and rows[0]["val/box_loss"] == ""
+    assert rows[1]["metrics/mAP_0.5"] != "" and rows[1]["val/box_loss"] != ""
