@@ -87,11 +87,12 @@ def evaluate(
     letterbox. ``loss_fn`` (a :class:`utils.loss.YoloLoss`), if given, also yields validation losses.
     """
     cfg = cfg or EvalConfig()
-    device = next(model.parameters()).device
-    half = cfg.half and device.type == "cuda"
+    first = next(model.parameters())
+    device, stored_half = first.device, first.dtype == torch.float16
+    half = device.type == "cuda" and (cfg.half or stored_half)  # an fp16 model (e.g. a teacher) stays fp16
     was_training = model.training
     model.eval()
-    if half:
+    if half and not stored_half:
         model.half()
     nc = 1 if cfg.single_cls else len(names)
     iouv = IOU_THRESHOLDS.to(device)
@@ -161,7 +162,7 @@ def evaluate(
     }
     if cfg.save_json and save_dir is not None:
         save_coco_json(json_rows, save_dir / "predictions.json")
-    if half:
+    if half and not stored_half:
         model.float()
     model.train(was_training)
     return result
