@@ -34,8 +34,8 @@ KD_HYP_DEFAULTS = {
     "kd_kl": 0.25,
     "kd_pseudo": 1.0,
     "kd_fitnet": 0.05,
-    "kd_at": 25.0,
-    "kd_cwd": 0.1,
+    "kd_at": 2.5,
+    "kd_cwd": 0.01,
     "kd_cwd_t": 4.0,
 }
 _PROBE = 64  # input size of the dry run that measures feature shapes
