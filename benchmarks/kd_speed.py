@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, environment, write_json
+from benchmarks.common import REPO, environment, step_times, write_json
 from benchmarks.throughput import random_targets
 from models.yolo import Model
 from utils.checkpoint import make_checkpoint, save_checkpoint
@@ -43,17 +42,7 @@ SETTINGS = [
 
 
 def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
-    times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(step_times(fn, steps, warmup, device))
 
 
 def measure(a) -> dict:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, environment, write_json
+from benchmarks.common import REPO, environment, step_times, write_json
 from models.yolo import Model
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
@@ -39,19 +38,14 @@ def measure(model_name: str, imgsz: int, batch: int, steps: int, warmup: int, de
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     imgs = torch.rand(batch, 3, imgsz, imgsz, generator=g).to(dev)
     targets = random_targets(batch, 20, 3, g).to(dev)
-    times = []
-    for i in range(warmup + steps):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+
+    def step():
         loss, _ = loss_fn(model(imgs), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+
+    times = step_times(step, steps, warmup, dev)
     median = statistics.median(times)
     return {
         "seconds_per_step_median": round(median, 4),

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.boxes import scale_boxes, xywh2xyxy
 from utils.coco import detections_to_coco, image_id_from_path, save_coco_json
+from utils.data.labels import write_label_file
 from utils.metrics import IOU_THRESHOLDS, APResult, ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
 
@@ -149,7 +150,7 @@ def evaluate(
             if cfg.plots:
                 confusion.process_batch(det_native, labels_native)
             if save_dir is not None and cfg.save_txt:
-                _save_txt(det_native, orig_hw, cfg.save_conf, save_dir / "labels" / f"{path.stem}.txt")
+                write_label_file(save_dir / "labels" / f"{path.stem}.txt", det_native, orig_hw, cfg.save_conf)
             if cfg.save_json:
                 json_rows += detections_to_coco(det_native, image_id_from_path(path))
         if cfg.plots and save_dir is not None and batch_i < 3:
@@ -202,18 +203,6 @@ def _log_table(result: EvalResult, names, counts, images_with, per_class: bool) 
         for i, c in enumerate(result.ap.classes):
             p, r, ap50, ap = result.ap.class_result(i)
             LOGGER.info(row, names[int(c)], images_with[int(c)], counts[int(c)], p, r, ap50, ap)
-
-
-def _save_txt(det: torch.Tensor, orig_hw, save_conf: bool, path: Path) -> None:
-    """YOLO rows ``cls cx cy w h [conf]`` normalised to the original image."""
-    h, w = orig_hw
-    gain = torch.tensor((w, h, w, h), device=det.device)
-    lines = []
-    for *xyxy, score, cls in det.tolist():
-        xywh = (xyxy2xywh(torch.tensor(xyxy, device=det.device).view(1, 4)) / gain).view(-1).tolist()
-        row = (int(cls), *xywh, score) if save_conf else (int(cls), *xywh)
-        lines.append(("%g " * len(row)).rstrip() % row)
-    path.write_text("".join(line + "\n" for line in lines))
 
 
 def _plot_curves(ap: APResult, confusion: ConfusionMatrix, names, save_dir: Path) -> None:

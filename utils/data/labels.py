@@ -144,3 +144,21 @@ def check_image(image: str, label_file: str, nc: int) -> ImageCheck:
     result.rows_dropped = len(problems)
     result.warnings.extend(f"{label_file}:{line}: {reason}; row dropped" for line, reason in problems)
     return result
+
+
+def write_label_file(path: str | os.PathLike, detections, shape_hw: tuple[int, int], with_conf: bool = False) -> None:
+    """Write detections as a YOLO label file, the counterpart of :func:`parse_label_file`.
+
+    ``detections``: ``[n, 6]`` tensor or array ``(x1, y1, x2, y2, score, class)``, xyxy in pixels of an image of
+    ``shape_hw = (height, width)``. Rows are ``class cx cy w h`` normalised to that image, plus ``score`` when
+    ``with_conf``.
+    """
+    det = np.asarray(detections.detach().cpu() if hasattr(detections, "detach") else detections, dtype=np.float64)
+    h, w = shape_hw
+    lines = []
+    for x1, y1, x2, y2, score, cls in det.reshape(-1, 6).tolist():
+        row = [int(cls), (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h]
+        row += [score] if with_conf else []
+        lines.append(" ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row))
+    with open(path, "w") as f:
+        f.write("".join(line + "\n" for line in lines))

@@ -11,8 +11,9 @@ import cv2
 import torch
 
 from models import load_model
-from utils.boxes import scale_boxes, xyxy2xywh
+from utils.boxes import scale_boxes
 from utils.data import LoadImages
+from utils.data.labels import write_label_file
 from utils.files import increment_path
 from utils.nms import non_max_suppression
 from utils.plots.annotate import Annotator, save_one_box
@@ -61,18 +62,6 @@ class DetectResult:
     per_image: dict[str, int] = field(default_factory=dict)
 
 
-def _label_rows(det: torch.Tensor, shape_hw: tuple[int, int], save_conf: bool) -> list[str]:
-    """YOLO txt rows ``cls cx cy w h [conf]`` normalised to the original image of ``shape_hw``."""
-    h, w = shape_hw
-    gain = torch.tensor((w, h, w, h), dtype=det.dtype)
-    xywhn = xyxy2xywh(det[:, :4]) / gain
-    rows = []
-    for (cx, cy, bw, bh), conf, cls in zip(xywhn.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True):
-        values = [int(cls), cx, cy, bw, bh] + ([conf] if save_conf else [])
-        rows.append(" ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values))
-    return rows
-
-
 def run_detect(cfg: DetectConfig) -> DetectResult:
     device = select_device(cfg.device)
     model = load_model(cfg.weights, device=device, fuse=True)
@@ -111,8 +100,7 @@ def run_detect(cfg: DetectConfig) -> DetectResult:
             )
             LOGGER.info("%s: %s", desc, counts)
             if cfg.save_txt:
-                rows = _label_rows(det, img0.shape[:2], cfg.save_conf)
-                (save_dir / "labels" / f"{stem}.txt").write_text("".join(r + "\n" for r in rows))
+                write_label_file(save_dir / "labels" / f"{stem}.txt", det, img0.shape[:2], cfg.save_conf)
             if cfg.save_crop:
                 for *xyxy, _, cls in det.tolist():
                     crop_dir = save_dir / "crops" / names[int(cls)]
