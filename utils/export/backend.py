@@ -9,6 +9,7 @@ an exported model has no raw outputs (``raw`` is an empty list), so no validatio
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,9 @@ def load_torchscript(path: str | Path, device: torch.device) -> ExportedModel:
     path = Path(path)
     extra = {METADATA_KEY: ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream, still supported
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except RuntimeError as e:
         raise ValueError(f"{path}: not a readable TorchScript file ({e})") from e
     if not extra[METADATA_KEY]:

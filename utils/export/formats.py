@@ -71,10 +71,11 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path
     path = Path(path)
     wrapper = _traceable(model)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values; the shapes are traced as ops
+        # tracer warnings about Python values (the shapes are traced as ops) and TorchScript's deprecation notice
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(wrapper, example, strict=False)
-    model.detect._grids = {}
-    torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: meta.to_json()})
+        model.detect._grids = {}
+        torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: meta.to_json()})
     return path
 
 
