@@ -149,3 +149,22 @@ def test_val_on_the_exported_onnx_matches_the_checkpoint(fixtures_dir, tmp_path)
     onnx_, _ = run_val(ValConfig(weights=str(export.files["onnx"]), name="onnx", **common))
     assert pt.map50 > 0.5  # the checkpoint detects the cells, so the comparison means something
     assert abs(onnx_.map50 - pt.map50) <= 0.002 and abs(onnx_.map - pt.map) <= 0.002
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_val_and_detect_take_exported_weights(exported, fmt, tmp_path, tiny_data):
+    """The runners accept an exported file as --weights and give what the checkpoint gives."""
+    from utils.runners.detect import DetectConfig, run_detect
+    from utils.runners.val import ValConfig, run_val
+
+    weights, result = exported
+    source = Path(__file__).resolve().parents[3] / "data" / "bccd_sample" / "images" / "val"
+    common = {"imgsz": 64, "device": "cpu", "project": str(tmp_path), "nosave": True, "conf_thres": 1e-4}
+    pt = run_detect(DetectConfig(weights=str(weights), source=str(source), name="pt", max_det=20, **common))
+    ex = run_detect(DetectConfig(weights=str(result.files[fmt]), source=str(source), name=fmt, max_det=20, **common))
+    assert ex.per_image == pt.per_image and pt.detections > 0
+    common = {"data": str(tiny_data), "imgsz": 64, "workers": 0, "project": str(tmp_path), "noplots": True}
+    pt_val, _ = run_val(ValConfig(weights=str(weights), name="vpt", **common))
+    ex_val, _ = run_val(ValConfig(weights=str(result.files[fmt]), name="vex", batch_size=3, **common))
+    assert ex_val.images == pt_val.images == 4
+    assert ex_val.map50 == pytest.approx(pt_val.map50, abs=2e-3) and ex_val.map == pytest.approx(pt_val.map, abs=2e-3)
