@@ -20,7 +20,9 @@ from utils.runners.detect import DetectConfig, DetectResult, run_detect
 def parse_args(argv: list[str] | None = None) -> DetectConfig:
     d = dataclass_defaults(DetectConfig)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="checkpoint: ours or upstream YOLOv5's")
+    p.add_argument(
+        "--weights", required=True, help="checkpoint (ours or upstream YOLOv5's), or an exported .onnx / .torchscript"
+    )
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list of paths, or video")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size, px")
     p.add_argument("--device", default=d.device, help="cuda device, e.g. 0, or cpu")

@@ -17,7 +17,9 @@ def parse_args(argv: list[str] | None = None) -> ValConfig:
     d = dataclass_defaults(ValConfig)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=d.data, help="dataset yaml")
-    p.add_argument("--weights", required=True, help="checkpoint: ours or upstream YOLOv5's")
+    p.add_argument(
+        "--weights", required=True, help="checkpoint (ours or upstream YOLOv5's), or an exported .onnx / .torchscript"
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size, px")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")

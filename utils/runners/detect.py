@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import torch
 
-from models import load_model
 from utils.boxes import scale_boxes
 from utils.data import LoadImages
 from utils.data.labels import write_label_file
+from utils.export.backend import load_backend
 from utils.files import increment_path
 from utils.nms import non_max_suppression
 from utils.plots.annotate import Annotator, save_one_box
@@ -64,7 +64,7 @@ class DetectResult:
 
 def run_detect(cfg: DetectConfig) -> DetectResult:
     device = select_device(cfg.device)
-    model = load_model(cfg.weights, device=device, fuse=True)
+    model = load_backend(cfg.weights, device=device, fuse=True)
     half = cfg.half and device.type == "cuda"
     if half:
         model.half()

@@ -7,9 +7,9 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from models import load_model
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate
+from utils.export.backend import load_backend
 from utils.files import increment_path
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
@@ -58,7 +58,7 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
     without plots or files.
     """
     device = select_device(cfg.device)
-    model = load_model(cfg.weights, device=device, fuse=True)
+    model = load_backend(cfg.weights, device=device, fuse=True)
     data = load_data_config(cfg.data, single_cls=cfg.single_cls)
     if not cfg.single_cls and model.nc != data.nc:
         raise ValueError(f"{cfg.weights} predicts {model.nc} classes but {cfg.data} has {data.nc}")

@@ -40,6 +40,7 @@ from utils.training.model_setup import build_training_model, latest_checkpoint
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
 from utils.training.plugin import RunContext, TrainingPlugin
 from utils.training.results import ResultsCSV, summary_table
+from utils.training.tensorboard import TensorBoardLogger
 
 LOGGER = logging.getLogger(__name__)
 GT_LOSS_NAMES = ("box", "obj", "cls")
@@ -239,6 +240,8 @@ class Trainer:
         cfg = self.cfg
         csv = ResultsCSV(self.save_dir / "results.csv")
         csv.truncate_after(self.start_epoch - 1)
+        # does nothing without the tensorboard package; only the main process writes
+        tb = TensorBoardLogger(self.save_dir) if self.dist.main else None
         nb = len(self.train_loader)
         warmup = Warmup(max(round(self.hyp["warmup_epochs"] * nb), 100), self.hyp, cfg.batch_size)
         patience_left, stop = cfg.patience, False
@@ -282,6 +285,7 @@ class Trainer:
             row.update({f"val/{k}_loss": last_result.losses.get(k, "") if validated else "" for k in GT_LOSS_NAMES})
             row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
             csv.append(row)
+            tb.log_epoch(epoch, row)
 
             if not cfg.nosave or final_epoch:
                 self._save(epoch, improved)
@@ -295,7 +299,9 @@ class Trainer:
         seconds = (time.time() - t_start) / max(epochs_done, 1)
         if not self.dist.main:
             return TrainResult(self.save_dir, self.last, None, self.start_epoch + epochs_done, 0.0, {}, seconds)
-        return self._finish(epochs_done, seconds)
+        result = self._finish(epochs_done, seconds)
+        tb.close(self.start_epoch + epochs_done - 1)
+        return result
 
     def _seed_epoch(self, epoch: int) -> None:
         """Re-seed every random source from (seed, epoch), so a resumed run repeats an uninterrupted one."""

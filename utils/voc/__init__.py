@@ -35,12 +35,14 @@ from utils.voc.parse import (
     parse_voc_xml,
     voc_box_to_yolo,
 )
+from utils.voc.write import VocBox, voc_pixel_box, write_voc_xml
 
 __all__ = [
     "SPLITS",
     "SPLIT_MODES",
     "DroppedBox",
     "VocAnnotation",
+    "VocBox",
     "VocConfig",
     "VocFormatError",
     "VocObject",
@@ -52,5 +54,7 @@ __all__ = [
     "read_imagesets",
     "split_by_ratios",
     "voc_box_to_yolo",
+    "voc_pixel_box",
     "write_data_yaml",
+    "write_voc_xml",
 ]

@@ -1,0 +1,148 @@
+"""tools/auto_label.py: VOC XML per image, class filter, empty images, videos, bad input; and the round trip
+auto-label -> tools/voc2yolo.py -> train.py."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models.yolo import Model
+from tools import voc2yolo
+from tools.auto_label import main as auto_label_main
+from utils.checkpoint import make_checkpoint, save_checkpoint
+from utils.cli import run_main
+from utils.runners.auto_label import AutoLabelConfig, resolve_classes, run_auto_label
+from utils.voc import parse_voc_xml
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "bccd_sample" / "images"
+NAMES = ["RBC", "WBC", "Platelets"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A randomly initialised yolov5n: its scores are tiny but not zero, so a very low threshold gives boxes."""
+    torch.manual_seed(0)
+    model = Model("yolov5n.yaml", nc=3)
+    model.names = list(NAMES)
+    return save_checkpoint(make_checkpoint(model, NAMES), tmp_path_factory.mktemp("w") / "n.pt")
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """Four sample images and one unreadable file with an image suffix."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in sorted(SAMPLE.glob("train/*.jpg"))[:4]:
+        shutil.copy(p, folder)
+    (folder / "broken.jpg").write_bytes(b"this is not a jpeg")
+    return folder
+
+
+def _cfg(weights, source, tmp_path, **kw) -> AutoLabelConfig:
+    base = {"imgsz": 64, "conf_thres": 1e-4, "max_det": 5, "device": "cpu", "project": str(tmp_path / "out")}
+    return AutoLabelConfig(weights=str(weights), source=str(source), **{**base, **kw})
+
+
+def test_writes_one_voc_xml_per_image_and_skips_an_unreadable_one(weights, images, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = run_auto_label(_cfg(weights, images, tmp_path, save_txt=True, previews=True))
+    assert "broken.jpg" in caplog.text
+    assert result.images == 4 and result.xml_written == 4
+    xmls = sorted((result.save_dir / "Annotations").glob("*.xml"))
+    assert [x.stem for x in xmls] == sorted(p.stem for p in images.glob("BloodImage*.jpg"))
+    total = 0
+    for xml in xmls:
+        ann = parse_voc_xml(xml)
+        h, w = cv2.imread(str(images / ann.filename)).shape[:2]
+        assert ann.size == (w, h) and 1 <= len(ann.objects) <= 5 and not ann.problems
+        for obj in ann.objects:
+            assert obj.name in NAMES
+            x1, y1, x2, y2 = obj.box
+            assert all(float(v).is_integer() for v in obj.box)
+            assert 1 <= x1 < x2 <= w and 1 <= y1 < y2 <= h
+        txt = (result.save_dir / "labels" / f"{xml.stem}.txt").read_text().splitlines()
+        assert len(txt) == len(ann.objects)
+        assert (result.save_dir / "previews" / f"{xml.stem}.jpg").is_file()
+        total += len(ann.objects)
+    assert sum(result.per_class.values()) == total
+    assert f"objects        {total}" in result.summary()
+
+
+def test_class_filter_by_name_or_id(weights, images, tmp_path):
+    assert resolve_classes(["Platelets", "0"], NAMES) == [0, 2]
+    with pytest.raises(ValueError, match="'dog'"):
+        resolve_classes(["dog"], NAMES)
+    result = run_auto_label(_cfg(weights, images, tmp_path, classes=["WBC"], max_det=50))
+    assert set(result.per_class) <= {"WBC"}
+    for xml in (result.save_dir / "Annotations").glob("*.xml"):
+        assert {o.name for o in parse_voc_xml(xml).objects} <= {"WBC"}
+
+
+def test_no_xml_without_detections_unless_save_empty(weights, images, tmp_path):
+    result = run_auto_label(_cfg(weights, images, tmp_path, conf_thres=1.0))
+    assert result.empty == 4 and result.xml_written == 0
+    assert not list(result.save_dir.glob("Annotations/*.xml"))
+    result = run_auto_label(_cfg(weights, images, tmp_path, conf_thres=1.0, save_empty=True))
+    xmls = list((result.save_dir / "Annotations").glob("*.xml"))
+    assert len(xmls) == 4 and all(parse_voc_xml(x).objects == [] for x in xmls)
+
+
+def test_video_frames_become_images_the_xml_points_at(weights, tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 64))
+    for i in range(3):
+        writer.write(np.full((64, 96, 3), 60 * i, np.uint8))
+    writer.release()
+    result = run_auto_label(_cfg(weights, video, tmp_path))
+    assert result.images == 3
+    for xml in (result.save_dir / "Annotations").glob("*.xml"):
+        ann = parse_voc_xml(xml)
+        assert (result.save_dir / "images" / ann.filename).is_file() and ann.size == (96, 64)
+
+
+def test_missing_model_is_a_one_line_error(images, tmp_path, caplog):
+    with pytest.raises(SystemExit) as e, caplog.at_level(logging.ERROR):
+        run_main(auto_label_main, ["--weights", str(tmp_path / "nope.pt"), "--source", str(images)])
+    assert e.value.code == 2 and "nope.pt does not exist" in caplog.text
+
+
+def test_onnx_weights_label_the_same_boxes(weights, images, tmp_path):
+    from utils.export import ExportConfig, run_export
+
+    local = shutil.copy(weights, tmp_path / "n.pt")
+    onnx_file = run_export(ExportConfig(weights=str(local), imgsz=64, include=["onnx"], check=False)).files["onnx"]
+    a = run_auto_label(_cfg(local, images, tmp_path, name="pt"))
+    b = run_auto_label(_cfg(onnx_file, images, tmp_path, name="onnx"))
+    for xml in (a.save_dir / "Annotations").glob("*.xml"):
+        boxes_a = [o.box for o in parse_voc_xml(xml).objects]
+        boxes_b = [o.box for o in parse_voc_xml(b.save_dir / "Annotations" / xml.name).objects]
+        assert len(boxes_a) == len(boxes_b)
+        assert np.abs(np.array(boxes_a) - np.array(boxes_b)).max() <= 1  # at most one pixel of rounding
+
+
+@pytest.mark.slow
+def test_round_trip_auto_label_voc2yolo_train(weights, tmp_path):
+    from train import main as train_main
+
+    images = tmp_path / "new"
+    images.mkdir()
+    for p in sorted(SAMPLE.glob("train/*.jpg"))[:6]:
+        shutil.copy(p, images)
+    result = run_auto_label(_cfg(weights, images, tmp_path))
+    assert result.xml_written == 6
+    dataset = tmp_path / "dataset"
+    args = ["--images", str(images), "--annotations", str(result.save_dir / "Annotations"), "--out", str(dataset)]
+    assert voc2yolo.main([*args, "--classes", *NAMES, "--ratios", "0.5", "0.5"]) == 0
+    labels = list((dataset / "labels").rglob("*.txt"))
+    assert len(labels) == 6 and sum(len(f.read_text().splitlines()) for f in labels) == sum(result.per_class.values())
+    train_args = ["--cfg", "yolov5n.yaml", "--data", str(dataset / "data.yaml"), "--imgsz", "64", "--epochs", "1"]
+    train_args += ["--batch-size", "4", "--workers", "0", "--project", str(tmp_path / "runs"), "--noplots"]
+    run = train_main(train_args)
+    assert (run.save_dir / "weights" / "last.pt").is_file() and run.epochs_completed == 1

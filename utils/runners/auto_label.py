@@ -1,0 +1,159 @@
+"""``tools/auto_label.py``: label new images with a detector, writing one Pascal VOC XML per image.
+
+Sources as ``detect.py``: an image, a folder, a glob, a ``.txt`` list of paths or a video (its frames are saved as
+JPEG images so that every XML points at an image). Output under ``project/name``:
+
+- ``Annotations/<stem>.xml``: VOC annotation (boxes in integer 1-based pixels clipped to the image, see
+  :mod:`utils.voc.write`); none for an image without detections unless ``save_empty``.
+- ``labels/<stem>.txt`` with ``save_txt``: YOLO rows ``class cx cy w h`` normalised to the image.
+- ``images/<stem>_<frame>.jpg``: the frames of videos.
+- ``previews/<name>`` with ``previews``: the image with its boxes drawn.
+
+The result feeds ``tools/voc2yolo.py --images <folder> --annotations <out>/Annotations`` unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import torch
+
+from utils.boxes import scale_boxes
+from utils.data import LoadImages
+from utils.data.labels import write_label_file
+from utils.export.backend import load_backend
+from utils.files import increment_path
+from utils.nms import non_max_suppression
+from utils.plots.annotate import Annotator
+from utils.torch_utils import select_device
+from utils.training.results import summary_table
+from utils.voc.write import VocBox, write_voc_xml
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class AutoLabelConfig:
+    weights: str = ""
+    source: str = ""
+    imgsz: int = 640
+    device: str = ""
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 1000
+    classes: list[str] | None = None  # class names or ids to keep
+    agnostic_nms: bool = False
+    save_txt: bool = False
+    save_empty: bool = False
+    previews: bool = False
+    project: str = "runs/auto_label"
+    name: str = "exp"
+    exist_ok: bool = False
+    half: bool = False
+    vid_stride: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ValueError("--weights is required: the model that labels the images")
+        if not self.source:
+            raise ValueError("--source is required: the images or video to label")
+        for name in ("conf_thres", "iou_thres"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class AutoLabelResult:
+    save_dir: Path
+    images: int = 0  # images and video frames processed
+    xml_written: int = 0
+    empty: int = 0  # images without detections
+    per_class: Counter = field(default_factory=Counter)  # class name -> objects written
+
+    def summary(self) -> str:
+        rows = [("images", str(self.images)), ("XML files", str(self.xml_written)), ("no detections", str(self.empty))]
+        rows += [(f"  {name}", str(n)) for name, n in sorted(self.per_class.items())]
+        rows.append(("objects", str(sum(self.per_class.values()))))
+        return summary_table(rows)
+
+
+def resolve_classes(classes: list[str] | None, names: list[str]) -> list[int] | None:
+    """Class ids for ``--classes`` given as names or ids of the model's ``names``; raises ``ValueError`` naming an
+    unknown one."""
+    if not classes:
+        return None
+    ids = []
+    for c in classes:
+        if c in names:
+            ids.append(names.index(c))
+        elif c.isdigit() and int(c) < len(names):
+            ids.append(int(c))
+        else:
+            raise ValueError(
+                f"--classes {c!r} is neither a class of the model ({', '.join(names)}) nor an id < {len(names)}"
+            )
+    return sorted(set(ids))
+
+
+def run_auto_label(cfg: AutoLabelConfig) -> AutoLabelResult:
+    device = select_device(cfg.device)
+    model = load_backend(cfg.weights, device=device, fuse=True)
+    names = list(model.names)
+    keep = resolve_classes(cfg.classes, names)
+    half = cfg.half and device.type == "cuda"
+    if half:
+        model.half()
+    stride = max(int(model.stride.max()), 32)
+    dataset = LoadImages(cfg.source, img_size=cfg.imgsz, stride=stride, vid_stride=cfg.vid_stride)
+    save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+    result = AutoLabelResult(save_dir)
+    for path, img, img0, cap, _ in dataset:
+        x = torch.from_numpy(img).to(device)
+        x = (x.half() if half else x.float()).unsqueeze(0) / 255
+        with torch.no_grad():
+            pred, _ = model(x)
+        det = non_max_suppression(
+            pred.float(), cfg.conf_thres, cfg.iou_thres, keep, cfg.agnostic_nms, max_det=cfg.max_det
+        )[0].cpu()
+        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], img0.shape[:2])
+        image_path = Path(path)
+        if cap is not None:  # a video frame becomes an image the XML can point at
+            frame = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            image_path = save_dir / "images" / f"{image_path.stem}_{frame}.jpg"
+            image_path.parent.mkdir(exist_ok=True)
+            cv2.imwrite(str(image_path), img0)
+        result.images += 1
+        _write_labels(cfg, result, image_path, img0, det, names)
+    LOGGER.info("Auto-labelled %d images into %s\n%s", result.images, save_dir, result.summary())
+    return result
+
+
+def _write_labels(cfg: AutoLabelConfig, result: AutoLabelResult, image_path: Path, img0, det, names) -> None:
+    """XML (and optionally YOLO txt and a preview) for one image; ``det`` ``[n, 6]`` xyxy original pixels."""
+    stem = image_path.stem
+    if not len(det):
+        result.empty += 1
+        if not cfg.save_empty:
+            return
+    shape = img0.shape if img0.ndim == 3 else (*img0.shape, 1)
+    h, w = img0.shape[:2]
+    objects = [
+        VocBox(names[int(c)], (x1, y1, x2, y2), truncated=x1 <= 0 or y1 <= 0 or x2 >= w or y2 >= h)
+        for x1, y1, x2, y2, _, c in det.tolist()
+    ]
+    written = write_voc_xml(result.save_dir / "Annotations" / f"{stem}.xml", image_path, shape, objects)
+    result.xml_written += 1
+    if written < len(objects):
+        LOGGER.info("%s: %d boxes with no area after rounding to pixels left out", image_path, len(objects) - written)
+    result.per_class.update(o.name for o in objects)
+    if cfg.save_txt:
+        (result.save_dir / "labels").mkdir(exist_ok=True)
+        write_label_file(result.save_dir / "labels" / f"{stem}.txt", det, img0.shape[:2])
+    if cfg.previews:
+        (result.save_dir / "previews").mkdir(exist_ok=True)
+        annotated = Annotator(img0, names=names).draw_detections(det).result()
+        cv2.imwrite(str(result.save_dir / "previews" / f"{stem}.jpg"), annotated)
