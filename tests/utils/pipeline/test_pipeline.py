@@ -35,6 +35,7 @@ def test_interrupted_training_stage_resumes(tmp_path):
     assert build_stages(cfg, tmp_path, lambda: None)[0].done()
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     data = write_tiny_data(tmp_path / "data", n_train=8, n_val=4)
     cfg = PipelineConfig(
@@ -49,6 +50,9 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     for label in ("| teacher |", "| student, trained alone |", "| student, distilled |"):
         assert label in text, label
     assert (report.parent / "compare.png").is_file()
+    assert (report.parent / "export" / "model.onnx").is_file()
+    onnx_cells = [line.split("|")[-2].strip() for line in text.splitlines() if line.startswith("| teacher |")]
+    assert onnx_cells[0].endswith(" ms"), text  # the exported (smallest; here all equal, the first) model
     for name in ("teacher", "baseline", "distilled"):
         assert (report.parent / "eval" / name / "metrics.json").is_file()
 
