@@ -25,9 +25,12 @@ def _smallest(models: Models) -> Path | None:
 
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run every stage not done yet in ``project/name`` and return the path of ``report.md``."""
+    # the stages run from the repository root: paths given relative to elsewhere are made absolute
+    for key in ("data", "hyp", "teacher", "student"):
+        value = Path(getattr(cfg, key))
+        if not value.is_absolute() and value.exists() and not (REPO / value).exists():
+            setattr(cfg, key, str(value.resolve()))
     run = (Path(cfg.project) / cfg.name).resolve()
-    if not Path(cfg.project).is_absolute():
-        run = (REPO / cfg.project / cfg.name).resolve()
     run.mkdir(parents=True, exist_ok=True)
     save_yaml(run / "pipeline.yaml", cfg.to_dict())
     models = Models(run)
