@@ -119,7 +119,7 @@ def write_report(rows: list[Row], out: Path, facts: dict[str, str], plot: Path |
 
 
 def plot_comparison(rows: list[Row], path: Path) -> Path | None:
-    """mAP50-95 against latency (marker area ~ parameters), one labelled point per model."""
+    """mAP50-95 against latency (marker area ~ parameters), one point per model, named in the legend."""
     try:
         import matplotlib
 
@@ -131,9 +131,9 @@ def plot_comparison(rows: list[Row], path: Path) -> Path | None:
     pts = [r for r in rows if r.latency_ms is not None and r.map is not None]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for r in pts:
-        ax.scatter(r.latency_ms, r.map, s=max(20, (r.params or 0) / 2e4), alpha=0.6)
-        ax.annotate(LABELS.get(r.name, r.name), (r.latency_ms, r.map), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")  # fmt: skip
+        ax.scatter(r.latency_ms, r.map, s=max(20, (r.params or 0) / 2e4), alpha=0.6, label=LABELS.get(r.name, r.name))
+    if pts:
+        ax.legend(fontsize=7, markerscale=0.5)  # a legend, not labels: close points would overwrite each other
     ax.set_xlabel("latency per image on this machine (ms)")
     ax.set_ylabel("mAP50-95 (val)")
     ax.set_title("accuracy vs. speed (marker area ~ parameters)")
