@@ -23,7 +23,9 @@ def huge_png_header(path: Path, side: int = 100_000) -> None:
     """A tiny file whose header claims a ``side`` x ``side`` 8-bit grey PNG (a decompression bomb)."""
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * (side + 1))  # one row; the rest would decompress from nothing
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
 
 
 def _gradient(w: int, h: int) -> np.ndarray:
@@ -97,7 +99,7 @@ def test_broken_images_are_skipped_with_a_warning_naming_the_file(tmp_path):
         path = str(tmp_path / name)
         check = check_image(path, str(tmp_path / "none.txt"), nc=1)
         assert not check.ok, name
-        assert len(check.warnings) == 1 and check.warnings[0].startswith(path) and reason in check.warnings[0].lower(), (
-            check.warnings
-        )
+        assert (
+            len(check.warnings) == 1 and check.warnings[0].startswith(path) and reason in check.warnings[0].lower()
+        ), check.warnings
         assert "skipped" in check.warnings[0]
