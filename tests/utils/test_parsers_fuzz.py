@@ -32,8 +32,8 @@ def check_labels(path: Path, nc: int) -> None:
     assert labels.dtype.name == "float32" and labels.shape[1:] == (5,)
     for cls, cx, cy, w, h in labels.tolist():
         assert cls.is_integer() and 0 <= cls < nc
-        assert 0 < w <= 1 and 0 < h <= 1 and 0 <= cx - w / 2 + 1e-6 and cx + w / 2 <= 1 + 1e-6
-        assert 0 <= cy - h / 2 + 1e-6 and cy + h / 2 <= 1 + 1e-6
+        assert 0 < w <= 1 and 0 < h <= 1 and cx - w / 2 + 1e-6 >= 0 and cx + w / 2 <= 1 + 1e-6
+        assert cy - h / 2 + 1e-6 >= 0 and cy + h / 2 <= 1 + 1e-6
     assert all(isinstance(n, int) and n >= 1 and reason for n, reason in problems)
 
 
