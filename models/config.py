@@ -44,7 +44,7 @@ REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone"
 # 1280 channels, 12 bottlenecks in one C3) and far below what would exhaust a machine's memory.
 MAX_CHANNELS = 4096  # output channels of one layer, after width_multiple
 MAX_REPEATS = 64  # blocks in one row, after depth_multiple
-MAX_PARAMS = 500_000_000  # parameters of the whole model
+MAX_PARAMS = 250_000_000  # parameters of the whole model (yolov5x: 86.7M)
 MAX_SMALL_ARG = 64  # kernel size, stride, padding, groups
 MAX_UPSAMPLE = 8  # scale factor of nn.Upsample
 
@@ -129,12 +129,12 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _check_bounds(label: str, cls: type, name: str, args: list, n: int) -> None:
+def _check_bounds(label: str, cls: type, name: str, args: list) -> None:
     """Refuse sizes that would exhaust memory while building or probing the model (see ``MAX_*``)."""
-    if n > MAX_REPEATS:
-        raise ModelConfigError(f"{label}: {n} repeats of {name} after depth_multiple; at most {MAX_REPEATS}")
     if cls in _CHANNEL_BLOCKS:
         c_out = args[1]
+        if c_out < 1:
+            raise ModelConfigError(f"{label}: {name} would have {c_out} output channels; it needs at least 1")
         if c_out > MAX_CHANNELS:
             raise ModelConfigError(f"{label}: {name} would have {c_out} output channels; at most {MAX_CHANNELS}")
         small = [a for a in args[3 if cls in _REPEAT_BLOCKS else 2 :] if isinstance(a, int) and abs(a) > MAX_SMALL_ARG]
@@ -225,13 +225,15 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
             raise ModelConfigError(f"{label}: a row must be [from, number, module, args], got {row!r}")
         f, n, name, args = row
         f = _resolve_from(f, i, label)
-        if name not in MODULES:
+        if not isinstance(name, str) or name not in MODULES:
             raise ModelConfigError(f"{label}: unknown module {name!r}; known modules: {sorted(MODULES)}")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ModelConfigError(f"{label}: 'number' must be a positive int, got {n!r}")
         cls = MODULES[name]
         args = _substitute_args(args, d, label)
         n = max(round(n * gd), 1) if n > 1 else n
+        if n > MAX_REPEATS:
+            raise ModelConfigError(f"{label}: {n} repeats of {name} after depth_multiple; at most {MAX_REPEATS}")
         c_in = channels[f] if isinstance(f, int) and i > 0 else (ch if i == 0 else None)
 
         try:
@@ -256,7 +258,7 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
                 c_out = 0
             else:
                 c_out = c_in
-            _check_bounds(label, cls, name, args, n)
+            _check_bounds(label, cls, name, args)
             total_params += _count_params(cls, args, n)
             if total_params > MAX_PARAMS:
                 raise ModelConfigError(

@@ -137,11 +137,9 @@ def read_upstream(path: str | Path) -> dict:
 
 
 def _entries(state: dict, key: str, where: str) -> dict:
-    value = state.get(key)
-    if value is None:
-        return {}
+    value = state.get(key, {})
     if not isinstance(value, dict):
-        raise TypeError(f"'{where}{key}' is a {type(value).__name__}, not a dict")
+        raise TypeError(f"'{where}{key}' is {type(value).__name__}, not a dict")
     return value
 
 
@@ -166,13 +164,17 @@ def record_state_dict(record: PickledModule, prefix: str = "") -> dict[str, torc
 
 
 def _class_names(names: Any) -> list[str] | None:
-    """Class names stored as a list or as a dict ``{index: name}`` (keys may be ints or digit strings)."""
+    """Class names stored as a list or as a dict ``{index: name}`` (keys ints or digit strings, 0..n-1)."""
     if isinstance(names, dict):
-        try:
-            keys = sorted(names, key=int)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"'names' keys must be class indices, got {list(names)[:5]!r}") from e
-        return [str(names[k]) for k in keys]
+        index = {}
+        for k, v in names.items():
+            ok = (isinstance(k, int) and not isinstance(k, bool)) or (isinstance(k, str) and k.isdigit())
+            if not ok:
+                raise TypeError(f"'names' keys must be class indices, got {k!r} among {list(names)[:6]!r}")
+            index[int(k)] = v
+        if sorted(index) != list(range(len(index))):
+            raise TypeError(f"'names' keys must be the indices 0..{len(index) - 1}, got {sorted(index)[:6]!r}")
+        return [str(index[i]) for i in range(len(index))]
     if isinstance(names, (list, tuple)):
         return [str(n) for n in names]
     return None
