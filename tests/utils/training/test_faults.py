@@ -3,6 +3,7 @@ process, damaged resume checkpoints, and --weights that do not match what the ru
 
 from __future__ import annotations
 
+import errno
 import logging
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 import pytest
 import torch
 
+import utils.checkpoint
 from models.resize import apply_channels, conv_channels
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
@@ -211,3 +213,21 @@ def test_weights_with_the_classes_in_another_order_are_refused(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         build_training_model(path, "", 3, ["cat", "dog", "bird"])
     assert "the head is reused for the new classes" in caplog.text
+
+
+def test_disk_full_during_training_stops_with_last_pt_of_the_previous_epoch_intact(tmp_path, tiny_data, monkeypatch):
+    real_open, calls = open, []
+
+    def open_then_fill_up(path, mode):  # epoch 0 writes last.pt and best.pt; the disk is full from then on
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode)
+
+    monkeypatch.setattr(utils.checkpoint, "open", open_then_fill_up, raising=False)
+    with pytest.raises(CheckpointError, match=r"no space left on the device writing .*last.pt; the previous last.pt"):
+        train(_cfg(tmp_path, tiny_data, epochs=2, noval=True))
+    monkeypatch.undo()
+    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]
