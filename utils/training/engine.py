@@ -29,16 +29,20 @@ from utils.checkpoint import (
 )
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate
-from utils.files import increment_path, load_yaml, save_yaml
+from utils.files import increment_path, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import init_seeds, select_device
 from utils.training.config import TrainConfig
 from utils.training.ema import ModelEMA
+from utils.training.guards import NonFiniteGuard
+from utils.training.hyp import load_hyp
+from utils.training.lock import RunLock
 from utils.training.model_setup import build_training_model, latest_checkpoint
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
 from utils.training.plugin import RunContext, TrainingPlugin
 from utils.training.results import ResultsCSV, summary_table
+from utils.training.resume_checks import check_resume_checkpoint, load_entry
 from utils.training.tensorboard import TensorBoardLogger
 
 LOGGER = logging.getLogger(__name__)
@@ -63,8 +67,7 @@ def resolve_resume(cfg: TrainConfig) -> tuple[TrainConfig, dict, Path]:
     ckpt = load_plain(path)
     if not is_our_checkpoint(ckpt):
         raise CheckpointError(f"{path}: --resume needs a last.pt written by this project's training")
-    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
-        raise CheckpointError(f"{path}: this run already finished (the checkpoint holds no training state)")
+    check_resume_checkpoint(ckpt, path)
     saved = TrainConfig.from_dict(ckpt.get("train_args") or {})
     saved.resume, saved.weights, saved.exist_ok = str(path), str(path), True
     return saved, ckpt, path
@@ -82,6 +85,7 @@ class Trainer:
             LOGGER.info("Resuming %s from epoch %d", self.save_dir, self.resume_ckpt["epoch"] + 1)
         else:
             self.save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+        self.lock = RunLock(self.save_dir).acquire()  # before anything in the run directory is written
         self.cfg = cfg
         self.weights_dir = self.save_dir / "weights"
         self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -96,15 +100,15 @@ class Trainer:
                            cfg.device, self.device)  # fmt: skip
         self.amp = self.device.type == "cuda"
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
-        self.hyp = load_yaml(cfg.hyp, "hyperparameter file")
+        self.hyp = load_hyp(cfg.hyp)
         self.data = load_data_config(cfg.data, single_cls=cfg.single_cls)
         self.names = self.data.names
         save_yaml(self.save_dir / "hyp.yaml", self.hyp)
         save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
 
         if self.resume_ckpt is not None:
-            model = Model.from_arch(self.resume_ckpt["arch"])
-            model.load_state_dict({k: v.float() for k, v in self.resume_ckpt["model"].items()})
+            model = Model.from_arch(self.resume_ckpt["arch"], source=str(cfg.resume))
+            load_entry(model, {k: v.float() for k, v in self.resume_ckpt["model"].items()}, "model", cfg.resume)
             model.names = list(self.names)
         else:
             model = build_training_model(cfg.weights, cfg.cfg, self.data.nc, self.names)
@@ -131,6 +135,7 @@ class Trainer:
         self.ema = ModelEMA(self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.start_epoch, self.best_fitness = 0, 0.0
+        self.nonfinite_guard = NonFiniteGuard()
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
 
@@ -188,13 +193,14 @@ class Trainer:
             self.ema = ModelEMA(self.model)  # the average starts from the checked anchors
 
     def _restore(self, ckpt: dict) -> None:
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        path = self.cfg.resume
+        load_entry(self.optimizer, ckpt["optimizer"], "optimizer", path)
         if ckpt.get("scheduler"):
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+            load_entry(self.scheduler, ckpt["scheduler"], "scheduler", path)
         if ckpt.get("scaler") and self.amp:
-            self.scaler.load_state_dict(ckpt["scaler"])
+            load_entry(self.scaler, ckpt["scaler"], "scaler", path)
         if ckpt.get("ema"):
-            self.ema.ema.load_state_dict({k: v.float() for k, v in ckpt["ema"].items()})
+            load_entry(self.ema.ema, {k: v.float() for k, v in ckpt["ema"].items()}, "ema", path)
             self.ema.updates = int(ckpt.get("updates", 0))
         extra = ckpt.get("extra") or {}
         if extra.get("plugin"):
@@ -215,6 +221,7 @@ class Trainer:
                 LOGGER.warning("Interrupted. Continue with: --resume %s", self.last)
             raise
         finally:
+            self.lock.release()
             self.plugin.close()
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
@@ -292,6 +299,7 @@ class Trainer:
             m.train()
         sums = dict.fromkeys(self.loss_names, 0.0)
         steps = 0
+        guard = self.nonfinite_guard
         accumulate = self.accumulate
         last_opt_step = -1
         self.optimizer.zero_grad()
@@ -319,9 +327,10 @@ class Trainer:
                     parts.update({k: v.detach() for k, v in extra.items()})
 
             if not torch.isfinite(loss).all():
-                LOGGER.warning("non-finite loss %s at epoch %d batch %d: step skipped", loss.item(), epoch, i)
                 self.optimizer.zero_grad()
+                guard.skip(loss.item(), epoch, i, paths)  # raises after too many in a row
                 continue
+            guard.ok()
             self.scaler.scale(loss).backward()
             if ni - last_opt_step >= accumulate:
                 self._optimizer_step()
@@ -331,6 +340,7 @@ class Trainer:
             for k in self.loss_names:
                 sums[k] += float(parts[k]) if k in parts else 0.0
             pbar.set_postfix({k: f"{v / steps:.4g}" for k, v in sums.items()} | {"n": int(targets.shape[0])})
+        guard.end_epoch(epoch, steps)
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def _optimizer_step(self) -> None:
