@@ -16,10 +16,10 @@ from utils.checkpoint import load_plain
 from utils.cli import config_from_namespace, run_main
 from utils.distill.config import KDConfig, add_kd_args
 from utils.distill.distiller import Distiller
-from utils.files import load_yaml
 from utils.log import setup_logging
 from utils.training.config import add_train_args, train_config_from_args
 from utils.training.engine import TrainResult, resolve_resume, train
+from utils.training.hyp import load_hyp
 
 DEFAULT_HYP = "data/hyps/hyp.kd.yaml"
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
         kd = KDConfig.from_dict((load_plain(path).get("train_args") or {}).get("plugin", {}).get("kd") or {})
     else:
         kd = config_from_namespace(KDConfig, ns)
-    return train(cfg, plugin=Distiller(kd, load_yaml(cfg.hyp, "hyperparameter file")))
+    return train(cfg, plugin=Distiller(kd, load_hyp(cfg.hyp)))
 
 
 if __name__ == "__main__":

@@ -121,4 +121,10 @@ class Concat(nn.Module):
         self.d = dimension
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(xs, dim=self.d)
+        try:
+            return torch.cat(xs, dim=self.d)
+        except RuntimeError as e:
+            # name the layer and its inputs (``i`` and ``f`` are set by the model builder)
+            shapes = [tuple(x.shape) for x in xs]
+            where = f"layer {self.i} (Concat of layers {self.f})" if hasattr(self, "i") else "Concat"
+            raise ValueError(f"{where}: inputs of shapes {shapes} cannot be joined along dim {self.d}: {e}") from e

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from models.common import C3, SPPF, Bottleneck, Concat, Conv
@@ -39,6 +40,14 @@ _CHANNEL_BLOCKS = (Conv, Bottleneck, C3, SPPF)
 _REPEAT_BLOCKS = (C3,)
 REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
 
+# Bounds checked before anything is allocated, far above the largest YOLOv5 model (yolov5x: 86.7M parameters,
+# 1280 channels, 12 bottlenecks in one C3) and far below what would exhaust a machine's memory.
+MAX_CHANNELS = 4096  # output channels of one layer, after width_multiple
+MAX_REPEATS = 64  # blocks in one row, after depth_multiple
+MAX_PARAMS = 250_000_000  # parameters of the whole model (yolov5x: 86.7M)
+MAX_SMALL_ARG = 64  # kernel size, stride, padding, groups
+MAX_UPSAMPLE = 8  # scale factor of nn.Upsample
+
 
 class ModelConfigError(ValueError):
     """A model yaml that cannot be built; the message names the source, the row and the problem."""
@@ -61,10 +70,13 @@ def resolve_cfg_path(cfg: str | Path) -> Path:
     raise FileNotFoundError(f"model config '{cfg}' not found (looked for it as a path and as models/{name})")
 
 
-def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
-    """Return ``(config dict, source name)`` for a yaml path, a bare model name, or an already parsed dict."""
+def load_model_yaml(cfg: str | Path | dict, source: str | None = None) -> tuple[dict, str]:
+    """Return ``(config dict, source name)`` for a yaml path, a bare model name, or an already parsed dict.
+
+    ``source`` names where a parsed dict came from (e.g. the checkpoint that embeds it) in error messages.
+    """
     if isinstance(cfg, dict):
-        return copy.deepcopy(cfg), cfg.get("yaml_file", "<dict>")
+        return copy.deepcopy(cfg), source or str(cfg.get("yaml_file", "<dict>"))
     path = resolve_cfg_path(cfg)
     try:
         data = load_yaml(path, "model config")
@@ -80,9 +92,12 @@ def validate_model_dict(d: dict, source: str) -> None:
     if missing:
         raise ModelConfigError(f"{source}: missing key(s) {missing}; a model yaml needs {list(REQUIRED_KEYS)}")
     for key in ("depth_multiple", "width_multiple"):
-        if not isinstance(d[key], (int, float)) or d[key] <= 0:
-            raise ModelConfigError(f"{source}: '{key}' must be a positive number, got {d[key]!r}")
-    if not isinstance(d["nc"], int) or d["nc"] < 1:
+        v = d[key]
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            raise ModelConfigError(f"{source}: '{key}' must be a positive number, got {v!r}")
+        if v > 100:
+            raise ModelConfigError(f"{source}: '{key}' {v!r} is out of range (at most 100; yolov5x uses 1.33/1.25)")
+    if not isinstance(d["nc"], int) or isinstance(d["nc"], bool) or d["nc"] < 1:
         raise ModelConfigError(f"{source}: 'nc' must be a positive integer, got {d['nc']!r}")
     anchors = d["anchors"]
     if isinstance(anchors, list):
@@ -92,11 +107,53 @@ def validate_model_dict(d: dict, source: str) -> None:
             )
         if len({len(a) for a in anchors}) != 1:
             raise ModelConfigError(f"{source}: every level needs the same number of anchors, got {anchors!r}")
-    elif not (isinstance(anchors, int) and anchors > 0):
-        raise ModelConfigError(f"{source}: 'anchors' must be a list of lists or a positive int, got {anchors!r}")
+        bad = [x for a in anchors for x in a if not _is_number(x) or not math.isfinite(x) or x <= 0]
+        if bad:
+            raise ModelConfigError(f"{source}: anchor sizes must be positive numbers (pixels), got {bad[0]!r}")
+    elif isinstance(anchors, int) and not isinstance(anchors, bool):
+        # upstream accepts a count here and leaves the sizes to autoanchor; with --noautoanchor it would train on
+        # placeholder sizes, so we ask for the sizes instead
+        raise ModelConfigError(
+            f"{source}: 'anchors: {anchors}' (a count) is not supported; give the sizes per level in pixels, e.g. "
+            "anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]] (autoanchor "
+            "then adapts them to the data)"
+        )
+    else:
+        raise ModelConfigError(f"{source}: 'anchors' must be a list of per-level lists, got {anchors!r}")
     for section in ("backbone", "head"):
         if not isinstance(d[section], list) or not d[section]:
             raise ModelConfigError(f"{source}: '{section}' must be a non-empty list of rows")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_bounds(label: str, cls: type, name: str, args: list) -> None:
+    """Refuse sizes that would exhaust memory while building or probing the model (see ``MAX_*``)."""
+    if cls in _CHANNEL_BLOCKS:
+        c_out = args[1]
+        if c_out < 1:
+            raise ModelConfigError(f"{label}: {name} would have {c_out} output channels; it needs at least 1")
+        if c_out > MAX_CHANNELS:
+            raise ModelConfigError(f"{label}: {name} would have {c_out} output channels; at most {MAX_CHANNELS}")
+        small = [a for a in args[3 if cls in _REPEAT_BLOCKS else 2 :] if isinstance(a, int) and abs(a) > MAX_SMALL_ARG]
+        if small:
+            raise ModelConfigError(f"{label}: {name} argument {small[0]} is out of range (at most {MAX_SMALL_ARG})")
+    if cls is nn.Upsample:
+        size = args[0] if args else None
+        scale = args[1] if len(args) > 1 else None
+        if size is not None or not _is_number(scale) or not 0 < scale <= MAX_UPSAMPLE:
+            raise ModelConfigError(
+                f"{label}: Upsample needs args [None, scale, mode] with 0 < scale <= {MAX_UPSAMPLE}, got {args!r}"
+            )
+
+
+def _count_params(cls: type[nn.Module], args: list, n: int) -> int:
+    """Parameters of ``n`` modules ``cls(*args)``, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        one = sum(p.numel() for p in cls(*args).parameters())
+    return one * n
 
 
 @dataclass
@@ -160,6 +217,7 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
     channels: list[int] = []
     layers: list[Layer] = []
     save: set[int] = set()
+    total_params = 0
 
     for i, row in enumerate(rows):
         label = _row_label(source, i, n_backbone)
@@ -167,13 +225,15 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
             raise ModelConfigError(f"{label}: a row must be [from, number, module, args], got {row!r}")
         f, n, name, args = row
         f = _resolve_from(f, i, label)
-        if name not in MODULES:
+        if not isinstance(name, str) or name not in MODULES:
             raise ModelConfigError(f"{label}: unknown module {name!r}; known modules: {sorted(MODULES)}")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ModelConfigError(f"{label}: 'number' must be a positive int, got {n!r}")
         cls = MODULES[name]
         args = _substitute_args(args, d, label)
         n = max(round(n * gd), 1) if n > 1 else n
+        if n > MAX_REPEATS:
+            raise ModelConfigError(f"{label}: {n} repeats of {name} after depth_multiple; at most {MAX_REPEATS}")
         c_in = channels[f] if isinstance(f, int) and i > 0 else (ch if i == 0 else None)
 
         try:
@@ -198,10 +258,17 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
                 c_out = 0
             else:
                 c_out = c_in
+            _check_bounds(label, cls, name, args)
+            total_params += _count_params(cls, args, n)
+            if total_params > MAX_PARAMS:
+                raise ModelConfigError(
+                    f"{label}: the model would have over {MAX_PARAMS:,} parameters by this layer "
+                    f"(width_multiple {gw}, depth_multiple {gd}); refusing to build it"
+                )
             module = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
         except ModelConfigError:
             raise
-        except (TypeError, ValueError, IndexError) as e:
+        except (TypeError, ValueError, IndexError, RuntimeError, OverflowError) as e:
             raise ModelConfigError(f"{label}: cannot build {name} with args {args!r}: {e}") from e
 
         layers.append(Layer(module, i, f, name))

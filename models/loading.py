@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from models.config import MAX_CHANNELS
 from models.resize import apply_channels, channels_from_state_dict
 from models.upstream import read_upstream, upstream_model_parts
 from models.yolo import Model
@@ -81,10 +82,30 @@ def read_weights(path: str | Path, cfg: str | Path | dict | None = None) -> Load
     return LoadedWeights(yaml_dict, state, channels_from_state_dict(state), None, "state_dict", ckpt)
 
 
+def check_channels(channels, source: str | Path) -> None:
+    """Refuse a channel record that is not ``{name: [sizes]}`` or asks for absurd sizes, before building."""
+    if not isinstance(channels, dict):
+        raise CheckpointError(f"{source}: the channel record is a {type(channels).__name__}, not a dict")
+    for name, sizes in channels.items():
+        if not (isinstance(sizes, (list, tuple)) and sizes and all(isinstance(c, int) for c in sizes)):
+            raise CheckpointError(f"{source}: channel record of '{name}' is {sizes!r}, not a list of ints")
+        if any(not 0 < c <= MAX_CHANNELS for c in sizes):
+            raise CheckpointError(f"{source}: channel record of '{name}' is {sizes!r}; sizes must be 1..{MAX_CHANNELS}")
+
+
 def build_model(weights: LoadedWeights, source: str | Path = "") -> Model:
-    """Build our model at the recorded widths and load the tensors (fp16 weights are cast to fp32)."""
-    model = Model(weights.yaml, ch=weights.yaml.get("ch", 3))
-    apply_channels(model, weights.channels)
+    """Build our model at the recorded widths and load the tensors (fp16 weights are cast to fp32).
+
+    The model description comes from inside the checkpoint, so errors in it name the checkpoint ``source``.
+    """
+    if not isinstance(weights.yaml, dict):
+        raise CheckpointError(f"{source}: the model description is a {type(weights.yaml).__name__}, not a dict")
+    check_channels(weights.channels, source)
+    try:
+        model = Model(weights.yaml, ch=weights.yaml.get("ch", 3), source=f"{source} (its embedded model yaml)")
+        apply_channels(model, weights.channels)
+    except (TypeError, RuntimeError, IndexError, KeyError) as e:
+        raise CheckpointError(f"{source}: cannot build the model it describes: {e}") from e
     state = {k: v for k, v in weights.state_dict.items() if not k.endswith("anchor_grid")}
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -103,6 +124,11 @@ def build_model(weights: LoadedWeights, source: str | Path = "") -> Model:
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     if weights.names and len(weights.names) == model.nc:
         model.names = list(weights.names)
+    elif weights.names:
+        LOGGER.warning(
+            "%s: %d class names %s for a model with %d classes; using the names 0..%d instead",
+            source, len(weights.names), list(weights.names)[:8], model.nc, model.nc - 1,
+        )  # fmt: skip
     return model
 
 

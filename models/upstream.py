@@ -136,21 +136,48 @@ def read_upstream(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: cannot read the checkpoint (truncated or corrupt file?): {e}") from e
 
 
+def _entries(state: dict, key: str, where: str) -> dict:
+    value = state.get(key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"'{where}{key}' is {type(value).__name__}, not a dict")
+    return value
+
+
 def record_state_dict(record: PickledModule, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The state dict of a pickled module record: parameters and persistent buffers, recursively."""
+    """The state dict of a pickled module record: parameters and persistent buffers, recursively.
+
+    Raises TypeError naming the entry when the record is not laid out as a pickled ``nn.Module`` is."""
     state = record.__dict__
     out: dict[str, torch.Tensor] = {}
-    skip = state.get("_non_persistent_buffers_set", set())
-    for name, p in state.get("_parameters", {}).items():
-        if p is not None:
-            out[prefix + name] = p.detach()
-    for name, b in state.get("_buffers", {}).items():
-        if b is not None and name not in skip:
-            out[prefix + name] = b
-    for name, child in state.get("_modules", {}).items():
+    skip = state.get("_non_persistent_buffers_set") or set()
+    for key in ("_parameters", "_buffers"):
+        for name, t in _entries(state, key, prefix).items():
+            if t is None or (key == "_buffers" and name in skip):
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"'{prefix}{name}' in {key} is a {type(t).__name__}, not a tensor")
+            out[prefix + str(name)] = t.detach()
+    for name, child in _entries(state, "_modules", prefix).items():
         if isinstance(child, PickledModule):
             out.update(record_state_dict(child, f"{prefix}{name}."))
     return out
+
+
+def _class_names(names: Any) -> list[str] | None:
+    """Class names stored as a list or as a dict ``{index: name}`` (keys ints or digit strings, 0..n-1)."""
+    if isinstance(names, dict):
+        index = {}
+        for k, v in names.items():
+            ok = (isinstance(k, int) and not isinstance(k, bool)) or (isinstance(k, str) and k.isdigit())
+            if not ok:
+                raise TypeError(f"'names' keys must be class indices, got {k!r} among {list(names)[:6]!r}")
+            index[int(k)] = v
+        if sorted(index) != list(range(len(index))):
+            raise TypeError(f"'names' keys must be the indices 0..{len(index) - 1}, got {sorted(index)[:6]!r}")
+        return [str(index[i]) for i in range(len(index))]
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    return None
 
 
 def upstream_model_parts(ckpt: dict, path: str | Path) -> tuple[dict, dict[str, torch.Tensor], list[str] | None]:
@@ -165,11 +192,7 @@ def upstream_model_parts(ckpt: dict, path: str | Path) -> tuple[dict, dict[str, 
     cfg = attrs.get("yaml")
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: the pickled model has no yaml description to rebuild it from")
-    names = attrs.get("names")
-    if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names)]
-    elif isinstance(names, (list, tuple)):
-        names = [str(n) for n in names]
-    else:
-        names = None
-    return dict(cfg), record_state_dict(record), names
+    try:
+        return dict(cfg), record_state_dict(record), _class_names(attrs.get("names"))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint (the pickled model is malformed): {e}") from e

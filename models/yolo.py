@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from models.common import Conv
-from models.config import build_layers, load_model_yaml, validate_model_dict
+from models.config import ModelConfigError, build_layers, load_model_yaml, validate_model_dict
 from models.head import Detect
 from models.resize import apply_channels, conv_channels
 
@@ -40,9 +40,10 @@ class Model(nn.Module):
         nc: int | None = None,
         anchors: list | None = None,
         channels: dict[str, list[int]] | None = None,
+        source: str | None = None,
     ):
         super().__init__()
-        self.yaml, source = load_model_yaml(cfg)
+        self.yaml, source = load_model_yaml(cfg, source)
         self.yaml_source = source
         self.yaml.setdefault("ch", ch)
         ch = self.yaml["ch"]
@@ -63,7 +64,11 @@ class Model(nn.Module):
         self.names = [str(i) for i in range(self.yaml["nc"])]
 
         detect = self.detect
-        detect.stride = self._measure_strides(ch)
+        try:
+            detect.stride = self._measure_strides(ch)
+        except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:
+            probe = f"dry run at {_STRIDE_PROBE} px"
+            raise ModelConfigError(f"{source}: the layers do not fit together ({probe}): {e}") from e
         _check_anchor_order(detect)
         detect.anchors /= detect.stride.view(-1, 1, 1)
         detect.initialize_biases()
@@ -105,10 +110,12 @@ class Model(nn.Module):
         return {"yaml": copy.deepcopy(self.yaml), "channels": conv_channels(self)}
 
     @classmethod
-    def from_arch(cls, arch: dict) -> Model:
-        """Build a model (random weights) from :meth:`arch`'s description, at its recorded (e.g. pruned) widths."""
+    def from_arch(cls, arch: dict, source: str | None = None) -> Model:
+        """Build a model (random weights) from :meth:`arch`'s description, at its recorded (e.g. pruned) widths.
+
+        ``source`` names the file the description came from in error messages."""
         yaml_dict = arch["yaml"]
-        return cls(yaml_dict, ch=yaml_dict.get("ch", 3), channels=arch.get("channels"))
+        return cls(yaml_dict, ch=yaml_dict.get("ch", 3), channels=arch.get("channels"), source=source)
 
     # ----------------------------------------------------------------- helpers
     def _measure_strides(self, ch: int) -> torch.Tensor:

@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> VocConfig:
         parser.error(f"--limit takes 2 or 3 counts (train val [test]), got {len(a.limit)}")
     try:
         classes = load_class_names(a.classes_file) if a.classes_file is not None else a.classes
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     return VocConfig(
         out=a.out,

@@ -25,6 +25,8 @@ bool, None; no pickled classes):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import uuid
@@ -36,6 +38,8 @@ import torch
 
 FORMAT = "yolov5-kd-checkpoint"
 FORMAT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 or later
 
 
 class CheckpointError(RuntimeError):
@@ -49,21 +53,51 @@ def is_our_checkpoint(obj: Any) -> bool:
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     """Write ``ckpt`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
-    A crash while saving leaves the previous file (if any) untouched, never a truncated one.
+    A crash while saving leaves the previous file (if any) untouched, never a truncated one. A write that fails
+    (disk full, read-only file system, ``path`` a directory) raises :class:`CheckpointError` saying so.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write the checkpoint {path}: it is a directory; give a file name")
     tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp_name, "xb") as f:
             torch.save(ckpt, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # e.g. a read-only file system: nothing to clean up; keep the cause
+            Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):
+            raise CheckpointError(_write_failure(path, e)) from e
         raise
     return path
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind ``e`` (torch wraps a failed write in a RuntimeError about zip offsets)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _write_failure(path: Path, e: BaseException) -> str:
+    previous = f"the previous {path.name} is intact" if path.exists() else f"no earlier {path.name} existed"
+    os_err = _os_error(e)
+    if os_err is not None and os_err.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path}; {previous}"
+    if os_err is not None and os_err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: {os_err.strerror} ({path.parent} is not writable); {previous}"
+    if os_err is not None and os_err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot write {path}: a part of {path.parent} is a file, not a directory"
+    reason = os_err.strerror if os_err is not None and os_err.strerror else str(e)
+    return f"writing {path} failed: {reason}; {previous}"
 
 
 def check_readable(path: str | Path) -> Path:
@@ -75,6 +109,13 @@ def check_readable(path: str | Path) -> Path:
         raise CheckpointError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes); it is not a checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK\x03\x04); its legacy format and upstream's older files start as pickles
+    if not head.startswith(_ZIP_MAGIC) and head[:1] != _PICKLE_PROTO:
+        raise CheckpointError(
+            f"{path}: not a checkpoint (it starts with bytes {head!r}; torch.save writes a zip archive or a pickle)"
+        )
     return path
 
 

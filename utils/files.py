@@ -29,7 +29,19 @@ def increment_path(path: str | Path, exist_ok: bool = False, mkdir: bool = False
             n += 1
         path = stem.with_name(f"{stem.name}{n}{suffix}")
     if mkdir:
+        make_dir(path)
+    return path
+
+
+def make_dir(path: str | Path, flag: str = "--project") -> Path:
+    """``mkdir -p path``; raises ValueError naming ``flag`` and the cause (a file in the way, a read-only disk)."""
+    path = Path(path)
+    try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a directory" if blocker is not None else e.strerror or str(e)
+        raise ValueError(f"{flag}: cannot create the run directory {path}: {reason}") from e
     return path
 
 

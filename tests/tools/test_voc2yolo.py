@@ -84,3 +84,24 @@ def test_parse_args_builds_the_config(tmp_path):
     assert cfg.images == Path("i") and cfg.voc_root is None and cfg.data_yaml is None
     with pytest.raises(SystemExit):
         parse_args(["--voc-root", "r", "--out", "o", "--classes", "a", "--classes-file", str(classes)])
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_classes_file_is_an_error(tmp_path, content, capsys):
+    classes = tmp_path / "classes.txt"
+    classes.write_text(content)
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--voc-root", str(tmp_path), "--out", str(tmp_path / "o"), "--classes-file", str(classes)])
+    assert e.value.code == 2
+    assert f"class list {classes} names no class" in capsys.readouterr().err
+
+
+def test_annotations_without_any_class_name_are_an_error(tmp_path):
+    from utils.voc import VocConfig, convert_voc
+
+    make_voc(tmp_path / "voc", n=2)
+    for xml in (tmp_path / "voc" / "Annotations").glob("s*.xml"):
+        xml.write_text(xml.read_text().replace("<name>RBC</name>", "").replace("<name>WBC</name>", ""))
+    with pytest.raises(ValueError, match="no object with a class name"):
+        convert_voc(VocConfig(out=tmp_path / "out", voc_root=tmp_path / "voc"))
+    assert not (tmp_path / "out" / "data.yaml").exists()

@@ -10,8 +10,10 @@ The cache is a UTF-8 JSON file (never a pickle) written beside the labels, by de
      "stats": {"found": 10, "backgrounds": 1, "corrupt": 2, "rows_dropped": 3}}
 
 The hash covers the cache version, ``nc`` and the path, size and modification time of every image and label
-file, so any change to the data rebuilds it. A cache that cannot be read or does not match is rebuilt silently;
-a location that cannot be written is reported as a warning and the check result is used without caching.
+file, so any change to the data rebuilds it (quietly). A cache that cannot be read, or whose entries contradict the
+files it claims to describe (images not in the split, invalid labels, counts that do not add up: a damaged or
+hand-edited file), is never trusted: it is rebuilt, the latter with a warning. A location that cannot be written is
+reported as a warning and the check result is used without caching.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.data import labels as _labels
-from utils.data.images import img2label_path
+from utils.data.images import MIN_IMAGE_SIDE, img2label_path
 
 LOGGER = logging.getLogger(__name__)
 
@@ -124,18 +126,24 @@ def _to_json(result: SplitCheck, digest: str, nc: int) -> dict:
             "warnings": result.warnings, "stats": stats}  # fmt: skip
 
 
-def _read_cache(path: Path, digest: str, nc: int) -> SplitCheck | None:
-    """The cached result if ``path`` holds a valid cache for this hash, else ``None``."""
+def _read_cache(path: Path, digest: str, nc: int, images: Sequence[str]) -> SplitCheck | None:
+    """The cached result if ``path`` holds a valid cache for this hash and these images, else ``None``.
+
+    A cache for other files (a changed dataset) or one that cannot be read is rebuilt quietly; one whose content
+    contradicts the files it claims to describe (damaged or edited) is reported with a warning and rebuilt.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         if data["format"] != CACHE_FORMAT or data["version"] != CACHE_VERSION:
+            LOGGER.info("label cache %s is of another format or version; rebuilding it", path)
             return None
         if data["hash"] != digest or data["nc"] != nc:
+            LOGGER.info("label cache %s describes other files or another class count; rebuilding it", path)
             return None
         entries = data["images"]
         stats = data["stats"]
-        return SplitCheck(
+        result = SplitCheck(
             images=[str(e["image"]) for e in entries],
             label_files=[str(e["label_file"]) for e in entries],
             sizes=np.array([e["size"] for e in entries], dtype=np.int64).reshape(-1, 2),
@@ -148,8 +156,38 @@ def _read_cache(path: Path, digest: str, nc: int) -> SplitCheck | None:
             cache_file=path,
             from_cache=True,
         )
-    except Exception:  # any unreadable, truncated or foreign file: rebuild
+    except Exception as e:  # any unreadable, truncated or foreign file: rebuild
+        LOGGER.info("label cache %s cannot be read (%s: %s); rebuilding it", path, type(e).__name__, e)
         return None
+    problem = _contradiction(result, images, nc)
+    if problem:
+        LOGGER.warning("label cache %s %s; ignoring it and checking the files again", path, problem)
+        return None
+    return result
+
+
+def _contradiction(result: SplitCheck, images: Sequence[str], nc: int) -> str:
+    """Why a cached result cannot describe ``images`` (``''`` if it can): the checks that a damaged or edited cache
+    whose hash still matches would fail."""
+    if result.found != len(images) or len(result.images) + result.corrupt != result.found:
+        return f"counts {len(result.images)} usable + {result.corrupt} corrupt images, but the split has {len(images)}"
+    position = {p: i for i, p in enumerate(images)}
+    order = [position.get(p, -1) for p in result.images]
+    if min(order, default=0) < 0 or order != sorted(set(order)):
+        return "lists images that are not in the split, twice, or out of order"
+    if result.label_files != [img2label_path(p) for p in result.images]:
+        return "names label files that do not belong to its images"
+    if len(result.sizes) != len(result.images) or (result.sizes < MIN_IMAGE_SIDE).any():
+        return "holds image sizes that are missing or too small"
+    for image, lab in zip(result.images, result.labels, strict=True):
+        cls, xywh = lab[:, 0], lab[:, 1:]
+        if not np.isfinite(lab).all() or (cls != np.round(cls)).any() or ((cls < 0) | (cls >= nc)).any():
+            return f"holds an invalid class id or number for {image}"
+        if (xywh < 0).any() or (xywh > 1).any() or (xywh[:, 2:] <= 0).any():
+            return f"holds a box outside [0, 1] or without area for {image}"
+    if result.backgrounds != sum(len(lab) == 0 for lab in result.labels) or result.rows_dropped < 0:
+        return "has summary counts that disagree with its entries"
+    return ""
 
 
 def _write_cache(path: Path, payload: dict) -> bool:
@@ -208,7 +246,7 @@ def check_split(
     label_files = [img2label_path(p) for p in images]
     path = None if cache_file is None else Path(cache_file)
     digest = files_hash(images, label_files, nc) if path is not None else ""
-    result = _read_cache(path, digest, nc) if path is not None and path.is_file() else None
+    result = _read_cache(path, digest, nc, images) if path is not None and path.is_file() else None
     if result is None:
         result = run_checks(images, label_files, nc, workers)
         if path is not None and _write_cache(path, _to_json(result, digest, nc)):

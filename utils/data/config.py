@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import yaml
 LOGGER = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+MAX_CLASSES = 100_000  # far above any detection dataset; bounds what a typo such as ``nc: 1e9`` can allocate
 
 
 @dataclass
@@ -70,12 +72,17 @@ def _bad(file: Path, message: str) -> ValueError:
 
 def _parse_names(file: Path, raw: Any) -> list[str]:
     if isinstance(raw, (list, tuple)):
+        bad = [n for n in raw if isinstance(n, (list, tuple, dict)) or n is None]
+        if bad:
+            raise _bad(file, f"'names' entries must be plain names, got {reprlib.repr(bad[0])}")
         return [str(n) for n in raw]
     if isinstance(raw, dict):
+        if any(isinstance(v, (list, tuple, dict)) or v is None for v in raw.values()):
+            raise _bad(file, f"'names' values must be plain names, got {reprlib.repr(raw)}")
         try:
             by_id = {int(k): str(v) for k, v in raw.items()}
-        except (TypeError, ValueError):
-            raise _bad(file, f"'names' keys must be integer class ids, got {list(raw)}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise _bad(file, f"'names' keys must be integer class ids, got {reprlib.repr(list(raw))}") from None
         if sorted(by_id) != list(range(len(by_id))):
             raise _bad(
                 file, f"'names' keys must be the class ids 0..{len(by_id) - 1} without gaps, got {sorted(by_id)}"
@@ -91,7 +98,7 @@ def _parse_sources(file: Path, root: Path, key: str, raw: Any) -> list[Path]:
     out = []
     for item in items:
         if not isinstance(item, (str, Path)) or not str(item).strip():
-            raise _bad(file, f"{key!r} entries must be paths (folder, .txt list or glob), got {item!r}")
+            raise _bad(file, f"{key!r} entries must be paths (folder, .txt list or glob), got {reprlib.repr(item)}")
         p = Path(str(item).strip()).expanduser()
         out.append(Path(os.path.normpath(p if p.is_absolute() else root / p)))
     return out
@@ -128,6 +135,8 @@ def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise _bad(file, f"not a valid yaml file ({e})") from e
+    except RecursionError:
+        raise _bad(file, "not a usable yaml file (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise _bad(file, f"expected a mapping of keys (path, train, val, nc, names), got {type(raw).__name__}")
     file = file.resolve()
@@ -135,6 +144,8 @@ def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
     root_raw = raw.get("path")
     if root_raw in (None, ""):
         root = file.parent
+    elif not isinstance(root_raw, str):
+        raise _bad(file, f"'path' must be the dataset folder, got {reprlib.repr(root_raw)}")
     else:
         root = Path(str(root_raw)).expanduser()
         root = root if root.is_absolute() else _relative_root(file, root)
@@ -147,8 +158,8 @@ def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
     test = None if raw.get("test") in (None, "", []) else _parse_sources(file, root, "test", raw["test"])
 
     nc = raw.get("nc")
-    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
-        raise _bad(file, f"'nc' must be a positive integer, got {nc!r}")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CLASSES):
+        raise _bad(file, f"'nc' must be a positive integer (at most {MAX_CLASSES}), got {reprlib.repr(nc)}")
     if raw.get("names") is None:
         if nc is None:
             raise _bad(file, "missing required key 'names' (list of class names)")
@@ -158,6 +169,8 @@ def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
         names = _parse_names(file, raw["names"])
         if not names:
             raise _bad(file, "'names' is empty")
+        if len(names) > MAX_CLASSES:
+            raise _bad(file, f"'names' has {len(names)} entries; at most {MAX_CLASSES} classes are supported")
         if nc is None:
             nc = len(names)
         elif nc != len(names):

@@ -64,8 +64,7 @@ def expand_source(source: Source, formats: tuple[str, ...] = IMG_FORMATS, recurs
         if any(c in s for c in _GLOB_CHARS) and not os.path.exists(s):
             found = [p for p in glob.glob(s, recursive=True) if os.path.isfile(p) and _suffix(p) in formats]
         elif os.path.isdir(s):
-            pattern = os.path.join(glob.escape(s), "**", "*") if recursive else os.path.join(glob.escape(s), "*")
-            found = [p for p in glob.glob(pattern, recursive=recursive) if _suffix(p) in formats and os.path.isfile(p)]
+            found = _walk_folder(s, formats, recursive)
         elif os.path.isfile(s) and _suffix(s) == "txt":
             found = _read_list_file(s, formats)
         elif os.path.isfile(s):
@@ -77,9 +76,38 @@ def expand_source(source: Source, formats: tuple[str, ...] = IMG_FORMATS, recurs
         if not found:
             raise FileNotFoundError(f"{s}: no files with a supported suffix ({', '.join(formats)}) found")
         files.extend(found)
-    unique = sorted({os.path.normpath(os.path.abspath(p)) for p in files})
+    return _unique_files(files, source)
+
+
+def _walk_folder(folder: str, formats: tuple[str, ...], recursive: bool) -> list[str]:
+    """Files of ``folder`` with a suffix in ``formats``; links are followed, but every real folder is read once
+    (a symlink loop or two links to one folder would otherwise list the same images many times)."""
+    out, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            LOGGER.warning("%s: the same folder as %s (a symlink loop or a second link); not read again", root, real)
+            dirs.clear()
+            continue
+        seen.add(real)
+        if not recursive:
+            dirs.clear()
+        dirs.sort()
+        out.extend(os.path.join(root, n) for n in sorted(names) if _suffix(n) in formats)
+    return [p for p in out if os.path.isfile(p)]
+
+
+def _unique_files(files: list[str], source: object) -> list[str]:
+    """Absolute, sorted, and one path per real file: of several paths to one file (links), the first in sort order."""
+    by_real: dict[str, str] = {}
+    for p in sorted({os.path.normpath(os.path.abspath(p)) for p in files}):
+        by_real.setdefault(os.path.realpath(p), p)
+    unique = sorted(by_real.values())
     if len(unique) < len(files):
-        LOGGER.warning("%s: %d duplicate entries ignored", source, len(files) - len(unique))
+        LOGGER.warning(
+            "%s: %d duplicate entries ignored (the same file listed twice or reached by links)",
+            source, len(files) - len(unique),
+        )  # fmt: skip
     return unique
 
 

@@ -124,14 +124,19 @@ def parse_label_file(path: str, nc: int) -> tuple[np.ndarray, list[tuple[int, st
 def check_image(image: str, label_file: str, nc: int) -> ImageCheck:
     """Verify one image and parse its label file (see :func:`parse_label_file`); never raises for bad data.
 
-    A missing or empty label file makes the image a background. An unreadable label file makes the whole image
-    unusable (its objects are unknown, so it must not be trained on as a background).
+    A missing or empty label file makes the image a background. An unreadable label file, or a folder where the
+    label file should be, makes the whole image unusable (its objects are unknown, so it must not be trained on as
+    a background).
     """
     try:
         size = verify_image(image)
     except ValueError as e:
         return ImageCheck(image, label_file, None, warnings=[f"{image}: {e}; image skipped"])
     result = ImageCheck(image, label_file, size)
+    if os.path.isdir(label_file):  # its objects are unknown: training on it as a background would teach misses
+        result.size = None
+        result.warnings.append(f"{label_file}: is a folder, not a label file; image {image} skipped")
+        return result
     if not os.path.isfile(label_file):
         return result
     try:

@@ -75,6 +75,8 @@ class LoadImages:
                         return
                 ok, img0 = cap.read()
                 if not ok or img0 is None:
+                    if self.frame == 0:
+                        LOGGER.warning("cannot read any frame of video %s (corrupt or empty); skipped", path)
                     return
                 self.frame += 1
                 total = self.frames if self.frames >= self.frame else "?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class KDConfig(PlainConfig):
             raise ValueError(f"--kd-feature {self.kd_feature!r} is not one of {FEATURE_KINDS}")
         if self.kd_output == "none" and self.kd_feature == "none":
             raise ValueError("--kd-output none and --kd-feature none: nothing to distil")
+        for name in ("kd_weight", "temperature", "kd_obj_thres", "pseudo_conf", "unlabeled_ratio"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if self.kd_weight < 0:
             raise ValueError(f"--kd-weight must be >= 0, got {self.kd_weight}")
         if self.temperature <= 0:

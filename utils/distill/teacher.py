@@ -36,6 +36,17 @@ def check_compatible(student: Model, teacher: Model, teacher_path: str) -> None:
     for what, sv, tv in checks:
         if sv != tv:
             raise ValueError(f"teacher {teacher_path} and student differ in {what}: teacher {tv}, student {sv}")
+    named = has_class_names(teacher.names) and has_class_names(student.names)
+    if named and list(teacher.names) != list(student.names):
+        raise ValueError(
+            f"teacher {teacher_path} was trained on other classes than the data: teacher {list(teacher.names)}, "
+            f"data {list(student.names)}; its outputs would teach the wrong class for each index"
+        )
+
+
+def has_class_names(names) -> bool:
+    """False for the placeholder names '0', '1', ... of a checkpoint that stored none."""
+    return list(names) != [str(i) for i in range(len(names))]
 
 
 def adopt_teacher_anchors(student: Model, teacher: Model) -> None:

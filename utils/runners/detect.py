@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,8 @@ class DetectConfig:
     def __post_init__(self) -> None:
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint to run")
+        if self.imgsz < 1:
+            raise ValueError(f"--imgsz must be a positive number of pixels, got {self.imgsz}")
         for name in ("conf_thres", "iou_thres"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
@@ -74,6 +78,7 @@ def run_detect(cfg: DetectConfig) -> DetectResult:
     if cfg.save_txt:
         (save_dir / "labels").mkdir(exist_ok=True)
     dataset = LoadImages(cfg.source, img_size=cfg.imgsz, stride=stride, vid_stride=cfg.vid_stride)
+    out_names = output_names(dataset.files)
     result = DetectResult(save_dir)
     writers: dict[str, cv2.VideoWriter] = {}
     t_inf = 0.0
@@ -89,8 +94,8 @@ def run_detect(cfg: DetectConfig) -> DetectResult:
             )[0].cpu()
             t_inf += time.perf_counter() - t0
             det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], img0.shape[:2])
-            p = Path(path)
-            stem = p.stem if cap is None else f"{p.stem}_{int(cap.get(cv2.CAP_PROP_POS_FRAMES))}"
+            p, name = Path(path), out_names[path]
+            stem = name if cap is None else f"{name}_{int(cap.get(cv2.CAP_PROP_POS_FRAMES))}"
             result.images += 1
             result.detections += len(det)
             result.per_image[stem] = len(det)
@@ -100,29 +105,62 @@ def run_detect(cfg: DetectConfig) -> DetectResult:
             )
             LOGGER.info("%s: %s", desc, counts)
             if cfg.save_txt:
-                write_label_file(save_dir / "labels" / f"{stem}.txt", det, img0.shape[:2], cfg.save_conf)
+                label_file = save_dir / "labels" / f"{stem}.txt"
+                label_file.parent.mkdir(parents=True, exist_ok=True)
+                write_label_file(label_file, det, img0.shape[:2], cfg.save_conf)
             if cfg.save_crop:
                 for *xyxy, _, cls in det.tolist():
                     crop_dir = save_dir / "crops" / names[int(cls)]
                     crop_dir.mkdir(parents=True, exist_ok=True)
-                    save_one_box(xyxy, img0.copy(), file=crop_dir / f"{p.stem}.jpg")
+                    save_one_box(xyxy, img0.copy(), file=crop_dir / f"{name.replace('/', '_')}.jpg")
             if not cfg.nosave:
                 annotated = Annotator(
                     img0, line_width=cfg.line_thickness, names=names, hide_labels=cfg.hide_labels,
                     hide_conf=cfg.hide_conf,
                 ).draw_detections(det).result()  # fmt: skip
+                out = save_dir / (f"{name}{p.suffix}" if cap is None else f"{name}.mp4")
+                out.parent.mkdir(parents=True, exist_ok=True)
                 if cap is None:
-                    cv2.imwrite(str(save_dir / p.name), annotated)
+                    cv2.imwrite(str(out), annotated)
                 else:
-                    _write_frame(writers, save_dir / f"{p.stem}.mp4", annotated, cap)
+                    _write_frame(writers, out, annotated, cap)
     finally:
         for w in writers.values():
             w.release()
+    if result.images == 0:
+        raise ValueError(
+            f"--source {cfg.source}: nothing was processed: none of its {len(dataset)} files could be read "
+            "(see the warnings above)"
+        )
     LOGGER.info(
         "%d images, %d detections, %.1f ms inference+NMS per image; results saved to %s",
         result.images, result.detections, t_inf / max(result.images, 1) * 1e3, save_dir,
     )  # fmt: skip
     return result
+
+
+def output_names(files: list[str]) -> dict[str, str]:
+    """A unique output name (without suffix) per input file, so that results never overwrite each other.
+
+    A file whose stem no other file shares keeps its stem (``a/x.jpg -> x``), as users expect. Files sharing a stem
+    are named by their path below the folder common to them (``d1/x.jpg, d2/x.jpg -> d1/x, d2/x``: the outputs go
+    to sub-folders), with the suffix added where that is still ambiguous (``x.jpg, x.png -> x_jpg, x_png``).
+    """
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(Path(f).stem, []).append(f)
+    names = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        base = os.path.commonpath([os.path.dirname(f) for f in group])
+        rel = {f: Path(os.path.relpath(f, base)).with_suffix("").as_posix() for f in group}
+        counts = Counter(rel.values())
+        for f in group:
+            suffix = Path(f).suffix.lstrip(".")
+            names[f] = rel[f] if counts[rel[f]] == 1 else f"{rel[f]}_{suffix}"
+    return names
 
 
 def _write_frame(writers: dict, path: Path, frame, cap: cv2.VideoCapture) -> None:

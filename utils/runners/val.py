@@ -46,6 +46,8 @@ class ValConfig:
             raise ValueError(f"--task {self.task!r} is not one of {TASKS}")
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint to evaluate")
+        if self.imgsz < 1:
+            raise ValueError(f"--imgsz must be a positive number of pixels, got {self.imgsz}")
         for name in ("conf_thres", "iou_thres"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")

@@ -29,17 +29,21 @@ from utils.checkpoint import (
 )
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate
-from utils.files import increment_path, load_yaml, save_yaml
+from utils.files import increment_path, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import init_seeds, select_device
 from utils.training import distributed as ddp
 from utils.training.config import TrainConfig
 from utils.training.ema import ModelEMA
+from utils.training.guards import NonFiniteGuard
+from utils.training.hyp import load_hyp
+from utils.training.lock import RunLock
 from utils.training.model_setup import build_training_model, latest_checkpoint
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
 from utils.training.plugin import RunContext, TrainingPlugin
 from utils.training.results import ResultsCSV, summary_table
+from utils.training.resume_checks import check_resume_checkpoint, load_entry
 from utils.training.tensorboard import TensorBoardLogger
 
 LOGGER = logging.getLogger(__name__)
@@ -64,8 +68,7 @@ def resolve_resume(cfg: TrainConfig) -> tuple[TrainConfig, dict, Path]:
     ckpt = load_plain(path)
     if not is_our_checkpoint(ckpt):
         raise CheckpointError(f"{path}: --resume needs a last.pt written by this project's training")
-    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
-        raise CheckpointError(f"{path}: this run already finished (the checkpoint holds no training state)")
+    check_resume_checkpoint(ckpt, path)
     saved = TrainConfig.from_dict(ckpt.get("train_args") or {})
     saved.resume, saved.weights, saved.exist_ok = str(path), str(path), True
     return saved, ckpt, path
@@ -87,6 +90,8 @@ class Trainer:
             if self.dist.main:
                 new_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
             self.save_dir = ddp.broadcast_object(new_dir, self.dist)  # one run directory for all processes
+        # before anything in the run directory is written; in a multi-process run the main process holds it
+        self.lock = RunLock(self.save_dir).acquire() if self.dist.main else None
         self.cfg = cfg
         self.weights_dir = self.save_dir / "weights"
         self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +106,7 @@ class Trainer:
                            "torchrun --nproc_per_node N", cfg.device, self.device)  # fmt: skip
         self.amp = self.device.type == "cuda"
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
-        self.hyp = load_yaml(cfg.hyp, "hyperparameter file")
+        self.hyp = load_hyp(cfg.hyp)
         self.data = load_data_config(cfg.data, single_cls=cfg.single_cls)
         self.names = self.data.names
         if self.dist.main:
@@ -109,8 +114,8 @@ class Trainer:
             save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
 
         if self.resume_ckpt is not None:
-            model = Model.from_arch(self.resume_ckpt["arch"])
-            model.load_state_dict({k: v.float() for k, v in self.resume_ckpt["model"].items()})
+            model = Model.from_arch(self.resume_ckpt["arch"], source=str(cfg.resume))
+            load_entry(model, {k: v.float() for k, v in self.resume_ckpt["model"].items()}, "model", cfg.resume)
             model.names = list(self.names)
         else:
             model = build_training_model(cfg.weights, cfg.cfg, self.data.nc, self.names)
@@ -137,6 +142,7 @@ class Trainer:
         self.ema = ModelEMA(self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.start_epoch, self.best_fitness = 0, 0.0
+        self.nonfinite_guard = NonFiniteGuard()
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
 
@@ -204,13 +210,14 @@ class Trainer:
             self.ema = ModelEMA(self.model)  # the average starts from the checked anchors
 
     def _restore(self, ckpt: dict) -> None:
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        path = self.cfg.resume
+        load_entry(self.optimizer, ckpt["optimizer"], "optimizer", path)
         if ckpt.get("scheduler"):
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+            load_entry(self.scheduler, ckpt["scheduler"], "scheduler", path)
         if ckpt.get("scaler") and self.amp:
-            self.scaler.load_state_dict(ckpt["scaler"])
+            load_entry(self.scaler, ckpt["scaler"], "scaler", path)
         if ckpt.get("ema"):
-            self.ema.ema.load_state_dict({k: v.float() for k, v in ckpt["ema"].items()})
+            load_entry(self.ema.ema, {k: v.float() for k, v in ckpt["ema"].items()}, "ema", path)
             self.ema.updates = int(ckpt.get("updates", 0))
         extra = ckpt.get("extra") or {}
         if extra.get("plugin"):
@@ -231,6 +238,8 @@ class Trainer:
                 LOGGER.warning("Interrupted. Continue with: --resume %s", self.last)
             raise
         finally:
+            if self.lock is not None:
+                self.lock.release()
             self.plugin.close()
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
@@ -320,6 +329,7 @@ class Trainer:
             m.train()
         sums = dict.fromkeys(self.loss_names, 0.0)
         steps = 0
+        guard = self.nonfinite_guard
         accumulate = self.accumulate
         last_opt_step = -1
         self.optimizer.zero_grad()
@@ -349,10 +359,11 @@ class Trainer:
                 # DDP averages gradients over processes; the loss of each share is scaled back to the whole batch
                 loss = loss * self.dist.world_size
 
-            if not ddp.all_processes(bool(torch.isfinite(loss).all()), self.dist):
-                LOGGER.warning("non-finite loss %s at epoch %d batch %d: step skipped", loss.item(), epoch, i)
+            if not ddp.all_processes(bool(torch.isfinite(loss).all()), self.dist):  # all skip, or none
                 self.optimizer.zero_grad()
+                guard.skip(loss.item(), epoch, i, paths)  # raises after too many in a row
                 continue
+            guard.ok()
             self.scaler.scale(loss).backward()
             if ni - last_opt_step >= accumulate:
                 self._optimizer_step()
@@ -362,6 +373,7 @@ class Trainer:
             for k in self.loss_names:
                 sums[k] += float(parts[k]) if k in parts else 0.0
             pbar.set_postfix({k: f"{v / steps:.4g}" for k, v in sums.items()} | {"n": int(targets.shape[0])})
+        guard.end_epoch(epoch, steps)
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def _optimizer_step(self) -> None:

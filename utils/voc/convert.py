@@ -247,6 +247,8 @@ def convert_voc(cfg: VocConfig) -> VocResult:
         raise ValueError(f"jpeg_quality must be 1..100, got {cfg.jpeg_quality}")
     if cfg.classes is not None and len(set(cfg.classes)) != len(cfg.classes):
         raise ValueError(f"class list has duplicates: {cfg.classes}")
+    if cfg.classes is not None and not cfg.classes:
+        raise ValueError("class list is empty: every object would be dropped; give at least one class name")
     images_dir, ann_dir, imagesets_dir = _resolve_folders(cfg)
     xml_files = sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml")
     if not xml_files:
@@ -258,6 +260,8 @@ def convert_voc(cfg: VocConfig) -> VocResult:
     if cfg.classes is None:
         res.classes = sorted({o.name for _, ann in items.values() if ann for o in ann.objects})
         LOGGER.info("classes found in the annotations: %s", res.classes)
+        if not res.classes:
+            raise ValueError(f"no object with a class name in the {len(xml_files)} annotations of {ann_dir}")
     res.objects = dict.fromkeys(res.classes, 0)
     split_ids = _assign_splits(items, cfg, imagesets_dir, res)
 

@@ -138,9 +138,20 @@ def voc_box_to_yolo(box: tuple[float, float, float, float], width: int, height: 
 
 
 def load_class_names(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line; blank lines and lines starting with ``#`` are ignored."""
+    """Class names from a text file, one per line; blank lines and lines starting with ``#`` are ignored.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not UTF-8 text or names no class (every object would be dropped).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class list {path} does not exist")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return [n for n in names if n and not n.startswith("#")]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"class list {path} is not UTF-8 text ({e})") from None
+    names = [n for n in (line.strip() for line in lines) if n and not n.startswith("#")]
+    if not names:
+        raise ValueError(f"class list {path} names no class (it is empty or holds only blank and # lines)")
+    return names
