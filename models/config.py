@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from models.attention import ATTENTION_BLOCKS
 from models.common import C3, SPPF, Bottleneck, Concat, Conv
 from models.head import Detect
 from utils.files import load_yaml
@@ -32,10 +33,14 @@ MODULES: dict[str, type[nn.Module]] = {
     "Detect": Detect,
     "nn.Upsample": nn.Upsample,
     "Upsample": nn.Upsample,
+    **ATTENTION_BLOCKS,
 }
 
 #: Blocks whose first argument is an output channel count that scales with ``width_multiple``.
 _CHANNEL_BLOCKS = (Conv, Bottleneck, C3, SPPF)
+#: Blocks that keep their input width: the parser passes the input channel count as their first argument, and the
+#: yaml gives only the block's own arguments (e.g. ``[16]``, a reduction ratio).
+_SAME_WIDTH_BLOCKS = tuple(ATTENTION_BLOCKS.values())
 #: Blocks that take the scaled ``number`` as their own repeat count instead of being stacked.
 _REPEAT_BLOCKS = (C3,)
 REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
@@ -164,6 +169,8 @@ class Layer:
     index: int
     source: int | list[int]
     type_name: str
+    number: int = 1  # repeats after depth scaling (stacked copies, or the block's own repeat count)
+    args: list = field(default_factory=list)  # constructor arguments after channel resolution
 
 
 def _row_label(source: str, i: int, n_backbone: int) -> str:
@@ -234,6 +241,7 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
         n = max(round(n * gd), 1) if n > 1 else n
         if n > MAX_REPEATS:
             raise ModelConfigError(f"{label}: {n} repeats of {name} after depth_multiple; at most {MAX_REPEATS}")
+        repeats = n
         c_in = channels[f] if isinstance(f, int) and i > 0 else (ch if i == 0 else None)
 
         try:
@@ -245,6 +253,11 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
                 if cls in _REPEAT_BLOCKS:
                     args.insert(2, n)
                     n = 1
+            elif cls in _SAME_WIDTH_BLOCKS:
+                if c_in is None:
+                    raise ModelConfigError(f"{label}: {name} reads a single layer; 'from' must be an int, got {f!r}")
+                args = [c_in, *args]
+                c_out = c_in
             elif cls is Concat:
                 c_out = sum(channels[x] for x in (f if isinstance(f, list) else [f]))
             elif cls is Detect:
@@ -271,7 +284,7 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
         except (TypeError, ValueError, IndexError, RuntimeError, OverflowError) as e:
             raise ModelConfigError(f"{label}: cannot build {name} with args {args!r}: {e}") from e
 
-        layers.append(Layer(module, i, f, name))
+        layers.append(Layer(module, i, f, name, repeats, args))
         save.update(x % i for x in (f if isinstance(f, list) else [f]) if x != -1)
         if i == 0:
             channels = []

@@ -29,7 +29,8 @@ class Model(nn.Module):
     Loss and post-processing (NMS) live outside the model.
 
     Attributes: ``yaml`` (the description, with overrides applied), ``model`` (``nn.Sequential`` of layers, each
-    carrying ``i`` (index), ``f`` (input layer(s)), ``type`` (yaml module name) and ``np`` (parameter count)),
+    carrying ``i`` (index), ``f`` (input layer(s)), ``type`` (yaml module name), ``n`` (repeats), ``args``
+    (constructor arguments at the yaml's widths) and ``np`` (parameter count)),
     ``save`` (indices of layers whose outputs are kept for later rows), ``stride`` (``[nl]`` tensor), ``names``.
     """
 
@@ -59,6 +60,7 @@ class Model(nn.Module):
         for layer in layers:
             m = layer.module
             m.i, m.f, m.type = layer.index, layer.source, layer.type_name
+            m.n, m.args = layer.number, layer.args
             m.np = sum(p.numel() for p in m.parameters())
         self.model = nn.Sequential(*(layer.module for layer in layers))
         self.names = [str(i) for i in range(self.yaml["nc"])]
@@ -136,11 +138,21 @@ class Model(nn.Module):
     def is_fused(self) -> bool:
         return not any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
 
-    def info(self, img_size: int | tuple[int, int] = 640, verbose: bool = False) -> dict:
-        """Layers, parameters, gradients and GFLOPs at ``img_size``; logs one summary line and returns it."""
+    def info(self, img_size: int | tuple[int, int] = 640, verbose: bool = False, table: bool = False) -> dict:
+        """Layers, parameters, gradients and GFLOPs at ``img_size``; logs one summary line and returns it.
+
+        With ``table``, also logs the per-layer table of :mod:`models.summary` (index, from, repeats, parameters,
+        module, arguments, output shape at ``img_size``) and returns its rows under ``"rows"``. With ``verbose``,
+        logs every parameter tensor.
+        """
+        from models.summary import format_rows, layer_rows
         from utils.torch_utils import model_info
 
-        return model_info(self, img_size=img_size, verbose=verbose)
+        out = {}
+        if table:
+            out["rows"] = layer_rows(self, img_size)
+            LOGGER.info("%s", format_rows(out["rows"]))
+        return {**model_info(self, img_size=img_size, verbose=verbose), **out}
 
 
 def _check_anchor_order(detect: Detect) -> None:

@@ -150,11 +150,6 @@ def test_train_kd_survives_kill_9_with_adapters_and_settings_restored(work, trai
     assert settings["kd"]["kd_feature"] == "fitnet" and settings["kd"]["kd_weight"] == 0.5
 
 
-@pytest.mark.xfail(
-    reason="the training loop writes last.pt (with the new best fitness) before best.pt; a kill between the two "
-    "leaves no best.pt, and in the final epoch --resume then refuses ('already trained') and never writes it",
-    strict=True,
-)
 def test_kill_9_while_writing_the_final_best_pt_still_ends_with_a_best_pt(work):
     tmp, data = work
     run = tmp / "runs" / "final"

@@ -50,6 +50,21 @@ def is_our_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def remove_unfinished_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that :func:`save_checkpoint` left in ``folder`` when its process was killed
+    mid-write. Call it only while holding the folder's run lock (no other process can be writing there).
+    Returns the paths removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*.pt.*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     """Write ``ckpt`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
@@ -59,7 +74,7 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"cannot write the checkpoint {path}: it is a directory; give a file name")
-    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp_name, "xb") as f:

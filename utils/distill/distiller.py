@@ -60,7 +60,8 @@ class Distiller(TrainingPlugin):
             name for name, on in (("kd_out", cfg.kd_output != "none"), ("kd_feat", cfg.kd_feature != "none")) if on
         )
         self.adapters = nn.ModuleList()
-        self.layers: list[int] = []
+        self.layers: list[int] = []  # student layers of feature KD
+        self.teacher_layers: list[int] = []  # the teacher layer paired with each of them
         self.hooks: list[torch.utils.hooks.RemovableHandle] = []
         self._student_feats: dict[int, torch.Tensor] = {}
         self._teacher_feats: dict[int, torch.Tensor] = {}
@@ -76,12 +77,15 @@ class Distiller(TrainingPlugin):
         check_compatible(model, self.teacher, self.cfg.teacher)
         adopt_teacher_anchors(model, self.teacher)
         if self.cfg.kd_feature != "none":
-            self.layers = self._check_layers(self.cfg.kd_layers or list(model.detect.f))
+            if self.cfg.kd_layers:
+                self.layers = self.teacher_layers = self._check_layers(self.cfg.kd_layers)
+            else:  # the layers feeding Detect, which sit at different indices in e.g. an attention variant
+                self.layers, self.teacher_layers = list(model.detect.f), list(self.teacher.detect.f)
             self._build_adapters()
         LOGGER.info(
             "Distillation: teacher %s, output %s, feature %s%s, weight %g%s",
             self.cfg.teacher, self.cfg.kd_output, self.cfg.kd_feature,
-            f" on layers {self.layers}" if self.layers else "", self.cfg.kd_weight,
+            f" on layers {self.layers} (teacher {self.teacher_layers})" if self.layers else "", self.cfg.kd_weight,
             ", no ground-truth loss" if self.cfg.no_gt else "",
         )  # fmt: skip
 
@@ -95,22 +99,23 @@ class Distiller(TrainingPlugin):
     def _build_adapters(self) -> None:
         """Measure each chosen layer's output in both models (a dry run) and make 1x1 adapters where needed."""
         probe = torch.zeros(1, 3, _PROBE, _PROBE, device=self.device)
-        s_shapes, t_shapes = self._feature_shapes(self.student, probe), self._feature_shapes(self.teacher, probe)
-        for i in self.layers:
-            (_, cs, hs, ws), (_, ct, ht, wt) = s_shapes[i], t_shapes[i]
+        s_shapes = self._feature_shapes(self.student, probe, self.layers)
+        t_shapes = self._feature_shapes(self.teacher, probe, self.teacher_layers)
+        for i, j in zip(self.layers, self.teacher_layers, strict=True):
+            (_, cs, hs, ws), (_, ct, ht, wt) = s_shapes[i], t_shapes[j]
             if (hs, ws) != (ht, wt):
                 raise ValueError(
-                    f"--kd-layers {i}: student output {hs}x{ws} and teacher output {ht}x{wt} differ in size at "
-                    f"{_PROBE}x{_PROBE} input; choose layers of equal stride"
+                    f"--kd-layers {i}: student output {hs}x{ws} and teacher layer {j} output {ht}x{wt} differ in "
+                    f"size at {_PROBE}x{_PROBE} input; choose layers of equal stride"
                 )
             if NEEDS_ADAPTER[self.cfg.kd_feature]:
                 self.adapters.append(Adapter(cs, ct).to(self.device))
 
-    def _feature_shapes(self, model: Model, probe: torch.Tensor) -> dict[int, torch.Size]:
+    def _feature_shapes(self, model: Model, probe: torch.Tensor, layers: list[int]) -> dict[int, torch.Size]:
         shapes: dict[int, torch.Size] = {}
         handles = [
             model.model[i].register_forward_hook(lambda m, inp, out, i=i: shapes.__setitem__(i, out.shape))
-            for i in self.layers
+            for i in layers
         ]
         was_training = model.training
         try:
@@ -128,9 +133,9 @@ class Distiller(TrainingPlugin):
 
     def before_training(self, run: RunContext) -> None:
         # Hooks go on now, after the engine copied the student into its EMA, so the copy carries none.
-        for i in self.layers:
+        for i, j in zip(self.layers, self.teacher_layers, strict=True):
             self.hooks.append(self.student.model[i].register_forward_hook(self._store(self._student_feats, i)))
-            self.hooks.append(self.teacher.model[i].register_forward_hook(self._store(self._teacher_feats, i)))
+            self.hooks.append(self.teacher.model[j].register_forward_hook(self._store(self._teacher_feats, i)))
         if self.cfg.kd_output == "pseudo":
             nl, nc = self.student.detect.nl, self.student.nc
             self.pseudo_loss = YoloLoss(self.student.detect, LossConfig.from_hyp(run.hyp, nl, nc, run.imgsz))
@@ -173,6 +178,7 @@ class Distiller(TrainingPlugin):
             "settings": self.cfg.to_dict(),
             "weights": self.w,
             "layers": self.layers,
+            "teacher_layers": self.teacher_layers,
         }
         (run.save_dir / "kd.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 

@@ -24,6 +24,7 @@ from utils.checkpoint import (
     is_our_checkpoint,
     load_plain,
     make_checkpoint,
+    remove_unfinished_writes,
     save_checkpoint,
     strip_checkpoint,
 )
@@ -95,6 +96,8 @@ class Trainer:
         self.cfg = cfg
         self.weights_dir = self.save_dir / "weights"
         self.weights_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_unfinished_writes(self.weights_dir):  # left by a process killed while saving
+            LOGGER.info("Removed %s, an unfinished checkpoint write of an earlier process", tmp)
         self.last, self.best = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -141,7 +144,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         self.ema = ModelEMA(self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self.start_epoch, self.best_fitness = 0, 0.0
+        self.start_epoch, self.best_fitness, self.best_epoch = 0, 0.0, -1
         self.nonfinite_guard = NonFiniteGuard()
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
@@ -224,8 +227,21 @@ class Trainer:
             self.plugin.load_state_dict(extra["plugin"])
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
-        if self.start_epoch >= self.cfg.epochs:
-            raise CheckpointError(f"{self.cfg.resume}: all {self.cfg.epochs} epochs were already trained")
+        self.best_epoch = int(extra.get("best_epoch", -1))
+        self._repair_best(ckpt)
+        if self.start_epoch >= self.cfg.epochs:  # killed after its last epoch was saved, before it was finished
+            LOGGER.info("All %d epochs were trained; finishing the run", self.cfg.epochs)
+
+    def _repair_best(self, ckpt: dict) -> None:
+        """Write best.pt from the resumed checkpoint when that epoch was the best and best.pt does not hold it
+        (the process was killed between writing last.pt and best.pt)."""
+        if self.best_epoch < 0 or self.best_epoch != int(ckpt["epoch"]):
+            return
+        if self.best.exists() and load_plain(self.best).get("epoch") == self.best_epoch:
+            return
+        LOGGER.warning("%s does not hold the best epoch %d; writing it from %s", self.best, self.best_epoch,
+                       self.cfg.resume)  # fmt: skip
+        save_checkpoint({**ckpt, "extra": {}}, self.best)
 
     # -------------------------------------------------------------------------------------------- training
     def run(self) -> TrainResult:
@@ -287,6 +303,8 @@ class Trainer:
                     patience_left -= 1
             else:
                 improved = epoch == 0  # best.pt exists from the start; validated epochs replace it
+            if improved:
+                self.best_epoch = epoch
             row = {"epoch": epoch}
             row.update({f"train/{k}": v for k, v in mean_losses.items()})
             # epochs without validation leave the metric columns empty rather than repeating old values
@@ -401,7 +419,7 @@ class Trainer:
             self.model, self.names, ema=self.ema.ema, updates=self.ema.updates, optimizer=self.optimizer,
             scheduler=self.scheduler, scaler=self.scaler if self.amp else None, epoch=epoch,
             best_fitness=self.best_fitness, train_args={**self.cfg.to_dict(), "plugin": self.plugin.run_info()},
-            extra={"plugin": self.plugin.state_dict()},
+            extra={"plugin": self.plugin.state_dict(), "best_epoch": self.best_epoch},
         )  # fmt: skip
         save_checkpoint(ckpt, self.last)
         deployable = {**ckpt, "extra": {}}  # distillation adapters stay out of best.pt
