@@ -2,7 +2,7 @@
 
 A data yaml names the dataset root, the image sources of each split and the class names::
 
-    path: ../datasets/bccd      # root; relative to this yaml's folder; absent = this yaml's folder
+    path: ../datasets/bccd      # root; relative to this yaml's folder (else, as upstream, the working directory)
     train: images/train         # folder, .txt list of images, glob, or a list of those; relative to `path`
     val: images/val
     test: images/test           # optional
@@ -104,6 +104,18 @@ def _parse_sources(file: Path, root: Path, key: str, raw: Any) -> list[Path]:
     return out
 
 
+def _relative_root(file: Path, root: Path) -> Path:
+    """A relative ``path:`` is taken from the yaml's folder; where that does not exist but upstream YOLOv5's
+    reading does (from its repository root: the working directory, or the folder above ``data/``), that one."""
+    ours = file.parent / root
+    if not ours.exists():
+        for base, what in ((Path.cwd(), "the working directory"), (file.parent.parent, "the folder above the yaml")):
+            if (base / root).exists():
+                LOGGER.info("%s: path %s resolved from %s (upstream YOLOv5's convention)", file.name, root, what)
+                return base / root
+    return ours
+
+
 def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
     """Read and validate a data yaml.
 
@@ -136,7 +148,7 @@ def load_data_config(path: str | Path, single_cls: bool = False) -> DataConfig:
         raise _bad(file, f"'path' must be the dataset folder, got {reprlib.repr(root_raw)}")
     else:
         root = Path(str(root_raw)).expanduser()
-        root = root if root.is_absolute() else file.parent / root
+        root = root if root.is_absolute() else _relative_root(file, root)
     root = Path(os.path.normpath(os.path.abspath(root)))
 
     for key in ("train", "val"):

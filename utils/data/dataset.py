@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -260,7 +260,7 @@ def create_dataloader(
     single_cls: bool = False,
     nc: int = 80,
     pad: float | None = None,
-    sampler: Sampler | None = None,
+    sampler: Sampler | Callable[[YoloDataset], Sampler | None] | None = None,
 ) -> tuple[DataLoader, YoloDataset]:
     """Build a :class:`YoloDataset` and a deterministic loader over it.
 
@@ -273,7 +273,7 @@ def create_dataloader(
         shuffle: shuffle every epoch (ignored, with a warning, with ``rect``, which needs the sorted order).
         seed: seeds the sampler's generator and, through it, every worker's ``random``/``numpy``.
         pad: rect-batch padding in strides; default 0.5 for validation (``rect`` without ``augment``), else 0.
-        sampler: e.g. a ``DistributedSampler``; replaces the shuffling sampler.
+        sampler: e.g. a ``DistributedSampler``, or a function making one from the dataset; replaces shuffling.
 
     Returns:
         ``(loader, dataset)``; the loader yields the batches of :meth:`YoloDataset.collate_fn`.
@@ -286,6 +286,8 @@ def create_dataloader(
     dataset = YoloDataset(
         source, img_size, batch_size, augment, hyp, rect, cache, single_cls, stride, pad, prefix, nc, workers
     )
+    if callable(sampler) and not isinstance(sampler, Sampler):
+        sampler = sampler(dataset)
     batch_size = max(1, min(batch_size, len(dataset)))
     nw = max(0, min(os.cpu_count() or 1, batch_size if batch_size > 1 else 0, workers))
     generator = torch.Generator()

@@ -141,7 +141,7 @@ class Distiller(TrainingPlugin):
             self.pseudo_loss = YoloLoss(self.student.detect, LossConfig.from_hyp(run.hyp, nl, nc, run.imgsz))
         if self.cfg.unlabeled:
             self.unlabeled = self._unlabeled_batches(run)
-        if not run.resumed:
+        if not run.resumed and run.main:
             self._record_run(run)
 
     @staticmethod

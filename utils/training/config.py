@@ -43,6 +43,7 @@ class TrainConfig(PlainConfig):
     save_period: int = -1  # also save epoch{N}.pt every this many epochs; -1 = off
     seed: int = 0
     deterministic: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun (DDP) run; CUDA only
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -98,6 +99,7 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--save-period", type=int, default=default("save_period"), help="save a checkpoint every N epochs")
     p.add_argument("--seed", type=int, default=default("seed"), help="global training seed")
     p.add_argument("--deterministic", action="store_true", help="ask torch for deterministic algorithms")
+    p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over all DDP processes (CUDA)")
     return p
 
 

@@ -34,6 +34,7 @@ from utils.files import increment_path, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import init_seeds, select_device
+from utils.training import distributed as ddp
 from utils.training.config import TrainConfig
 from utils.training.ema import ModelEMA
 from utils.training.guards import NonFiniteGuard
@@ -79,14 +80,19 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, plugin: TrainingPlugin | None = None):
         self.plugin = plugin or TrainingPlugin()
+        self.dist, self.device_spec = ddp.init_distributed(cfg.device)
         self.resume_ckpt: dict | None = None
         if cfg.resume:
             cfg, self.resume_ckpt, resume_path = resolve_resume(cfg)
             self.save_dir = resume_path.parent.parent
             LOGGER.info("Resuming %s from epoch %d", self.save_dir, self.resume_ckpt["epoch"] + 1)
         else:
-            self.save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
-        self.lock = RunLock(self.save_dir).acquire()  # before anything in the run directory is written
+            new_dir = None
+            if self.dist.main:
+                new_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+            self.save_dir = ddp.broadcast_object(new_dir, self.dist)  # one run directory for all processes
+        # before anything in the run directory is written; in a multi-process run the main process holds it
+        self.lock = RunLock(self.save_dir).acquire() if self.dist.main else None
         self.cfg = cfg
         self.weights_dir = self.save_dir / "weights"
         self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -97,17 +103,18 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- set-up
     def _setup(self) -> None:
         cfg = self.cfg
-        self.device = select_device(cfg.device)
-        if "," in str(cfg.device):
-            LOGGER.warning("--device %s: training runs on one GPU (%s); multi-GPU training is not supported yet",
-                           cfg.device, self.device)  # fmt: skip
+        self.device = select_device(self.device_spec)
+        if "," in str(cfg.device) and not self.dist.enabled:
+            LOGGER.warning("--device %s: one process trains on one GPU (%s); for several GPUs start it with "
+                           "torchrun --nproc_per_node N", cfg.device, self.device)  # fmt: skip
         self.amp = self.device.type == "cuda"
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
         self.hyp = load_hyp(cfg.hyp)
         self.data = load_data_config(cfg.data, single_cls=cfg.single_cls)
         self.names = self.data.names
-        save_yaml(self.save_dir / "hyp.yaml", self.hyp)
-        save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
+        if self.dist.main:
+            save_yaml(self.save_dir / "hyp.yaml", self.hyp)
+            save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
 
         if self.resume_ckpt is not None:
             model = Model.from_arch(self.resume_ckpt["arch"], source=str(cfg.resume))
@@ -142,18 +149,27 @@ class Trainer:
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
 
-        workers = cfg.workers
-        self.train_loader, self.train_set = create_dataloader(
-            self.data.train, cfg.imgsz, cfg.batch_size, self.stride, hyp=self.hyp, augment=True, cache=cfg.cache,
-            rect=cfg.rect, workers=workers, shuffle=not cfg.rect, seed=cfg.seed, prefix="train: ",
-            single_cls=cfg.single_cls, nc=self.data.nc,
-        )  # fmt: skip
-        self.val_loader, _ = create_dataloader(
-            self.data.val, cfg.imgsz, cfg.batch_size * 2, self.stride, hyp=self.hyp, augment=False, cache=cfg.cache,
-            rect=True, workers=workers, seed=cfg.seed, prefix="val: ", single_cls=cfg.single_cls, nc=self.data.nc,
-        )  # fmt: skip
-        if self.resume_ckpt is None:
+        workers, batch = cfg.workers, ddp.per_process_batch(cfg.batch_size, self.dist)
+        with ddp.main_process_first(self.dist):  # the main process writes the label cache, the others read it
+            self.train_loader, self.train_set = create_dataloader(
+                self.data.train, cfg.imgsz, batch, self.stride, hyp=self.hyp, augment=True, cache=cfg.cache,
+                rect=cfg.rect, workers=workers, shuffle=not cfg.rect, seed=cfg.seed, prefix="train: ",
+                single_cls=cfg.single_cls, nc=self.data.nc,
+                sampler=lambda ds: ddp.make_sampler(ds, self.dist, shuffle=not cfg.rect, seed=cfg.seed),
+            )  # fmt: skip
+        self.val_loader = None  # only the main process validates
+        if self.dist.main:
+            self.val_loader, _ = create_dataloader(
+                self.data.val, cfg.imgsz, cfg.batch_size * 2, self.stride, hyp=self.hyp, augment=False,
+                cache=cfg.cache, rect=True, workers=workers, seed=cfg.seed, prefix="val: ",
+                single_cls=cfg.single_cls, nc=self.data.nc,
+            )  # fmt: skip
+        if self.resume_ckpt is None and self.dist.main:
             self._before_first_epoch()
+        self.train_model = ddp.wrap_model(self.model, self.dist, self.device, cfg.sync_bn)
+        ddp.broadcast_module(self.ema.ema, self.dist)  # the main process's average (after autoanchor)
+        for m in self.extra_modules:
+            ddp.broadcast_module(m, self.dist)
         self.plugin.before_training(
             RunContext(
                 self.save_dir,
@@ -164,6 +180,7 @@ class Trainer:
                 cfg.imgsz,
                 self.hyp,
                 resumed=self.resume_ckpt is not None,
+                main=self.dist.main,
             )
         )
 
@@ -228,7 +245,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- training
     def run(self) -> TrainResult:
-        log_handler = add_file_log(self.save_dir / "train.log")
+        log_handler = add_file_log(self.save_dir / "train.log") if self.dist.main else logging.NullHandler()
         try:
             self._setup()
             return self._train()
@@ -237,16 +254,19 @@ class Trainer:
                 LOGGER.warning("Interrupted. Continue with: --resume %s", self.last)
             raise
         finally:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             self.plugin.close()
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
+            ddp.cleanup(self.dist)
 
     def _train(self) -> TrainResult:
         cfg = self.cfg
         csv = ResultsCSV(self.save_dir / "results.csv")
         csv.truncate_after(self.start_epoch - 1)
-        tb = TensorBoardLogger(self.save_dir)  # does nothing without the tensorboard package
+        # does nothing without the tensorboard package; only the main process writes
+        tb = TensorBoardLogger(self.save_dir) if self.dist.main else None
         nb = len(self.train_loader)
         warmup = Warmup(max(round(self.hyp["warmup_epochs"] * nb), 100), self.hyp, cfg.batch_size)
         patience_left, stop = cfg.patience, False
@@ -263,6 +283,12 @@ class Trainer:
             self.scheduler.step()
 
             final_epoch = epoch + 1 == cfg.epochs
+            if not self.dist.main:  # the main process validates and saves; the others wait for its verdict
+                stop = ddp.broadcast_object(stop, self.dist)
+                epochs_done += 1
+                if stop:
+                    break
+                continue
             validated = not cfg.noval or final_epoch
             if validated:
                 last_result = evaluate(
@@ -294,9 +320,12 @@ class Trainer:
             if cfg.patience > 0 and patience_left <= 0 and not final_epoch:
                 LOGGER.info("Stopping early: no improvement in the last %d epochs", cfg.patience)
                 stop = True
+            stop = ddp.broadcast_object(stop, self.dist)
             if stop:
                 break
         seconds = (time.time() - t_start) / max(epochs_done, 1)
+        if not self.dist.main:
+            return TrainResult(self.save_dir, self.last, None, self.start_epoch + epochs_done, 0.0, {}, seconds)
         result = self._finish(epochs_done, seconds)
         tb.close(self.start_epoch + epochs_done - 1)
         return result
@@ -304,11 +333,12 @@ class Trainer:
     def _seed_epoch(self, epoch: int) -> None:
         """Re-seed every random source from (seed, epoch), so a resumed run repeats an uninterrupted one."""
         seed = self.cfg.seed * 1000 + epoch
-        random.seed(seed)
-        np.random.seed(seed)
+        random.seed(seed + self.dist.rank)  # each process augments its share of the batch differently
+        np.random.seed(seed + self.dist.rank)
         torch.manual_seed(seed)
         if self.train_loader.generator is not None:
             self.train_loader.generator.manual_seed(seed)
+        ddp.set_epoch(self.train_loader, epoch)
 
     def _train_epoch(self, epoch: int, nb: int, warmup: Warmup) -> dict[str, float]:
         cfg = self.cfg
@@ -321,10 +351,11 @@ class Trainer:
         accumulate = self.accumulate
         last_opt_step = -1
         self.optimizer.zero_grad()
-        pbar = tqdm(self.train_loader, total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False)
+        pbar = tqdm(self.train_loader, total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False,
+                    disable=not self.dist.main)  # fmt: skip
         for i, (imgs, targets, paths, _) in enumerate(pbar):
             ni = i + nb * epoch
-            if epoch == 0 and i < 3 and not cfg.noplots:
+            if epoch == 0 and i < 3 and not cfg.noplots and self.dist.main:
                 self._plot("batch", self.save_dir / f"train_batch{i}.jpg", imgs, targets, paths)
             imgs = imgs.to(self.device, non_blocking=True).float() / 255
             targets = targets.to(self.device)
@@ -334,7 +365,7 @@ class Trainer:
                 imgs = self._rescale(imgs)
 
             with torch.autocast(self.device.type, enabled=self.amp):
-                preds = self.model(imgs)
+                preds = self.train_model(imgs)
                 parts: dict[str, torch.Tensor] = {}
                 loss = torch.zeros(1, device=self.device)
                 if self.plugin.use_gt_loss:
@@ -343,8 +374,10 @@ class Trainer:
                 if extra:
                     loss = loss + sum(extra.values()) * imgs.shape[0]
                     parts.update({k: v.detach() for k, v in extra.items()})
+                # DDP averages gradients over processes; the loss of each share is scaled back to the whole batch
+                loss = loss * self.dist.world_size
 
-            if not torch.isfinite(loss).all():
+            if not ddp.all_processes(bool(torch.isfinite(loss).all()), self.dist):  # all skip, or none
                 self.optimizer.zero_grad()
                 guard.skip(loss.item(), epoch, i, paths)  # raises after too many in a row
                 continue
@@ -362,6 +395,7 @@ class Trainer:
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def _optimizer_step(self) -> None:
+        ddp.all_reduce_grads(self.extra_modules, self.dist)
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, max_norm=MAX_GRAD_NORM)

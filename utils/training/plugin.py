@@ -21,6 +21,7 @@ class RunContext:
     imgsz: int
     hyp: dict
     resumed: bool
+    main: bool = True  # False in the other processes of a multi-process (DDP) run: no files, no validation
 
 
 class TrainingPlugin:

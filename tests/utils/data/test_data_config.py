@@ -105,3 +105,18 @@ def test_split_errors(tmp_path):
         cfg.split("test")
     with pytest.raises(ValueError, match="unknown split"):
         cfg.split("dev")
+
+
+def test_upstream_relative_path_is_accepted_unchanged(tmp_path, monkeypatch):
+    """Upstream reads ``path: ../datasets/x`` from its repository root; ours from the yaml's folder."""
+    repo = tmp_path / "yolov5"
+    (repo / "data").mkdir(parents=True)
+    (tmp_path / "datasets" / "x" / "images").mkdir(parents=True)
+    yml = repo / "data" / "x.yaml"
+    yml.write_text("path: ../datasets/x\ntrain: images\nval: images\nnames: [a]\n")
+    monkeypatch.chdir(repo)
+    assert load_data_config(yml).path == (tmp_path / "datasets" / "x").resolve()
+    monkeypatch.chdir(tmp_path)  # from elsewhere: the folder above data/ is upstream's root
+    assert load_data_config(yml).path == (tmp_path / "datasets" / "x").resolve()
+    (repo / "datasets" / "x").mkdir(parents=True)  # where both exist, ours (the yaml's folder) wins
+    assert load_data_config(yml).path == (repo / "datasets" / "x").resolve()

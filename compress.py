@@ -1,0 +1,48 @@
+"""Compress a detector in one command: teacher, baseline student, distilled student, pruned teacher recovered by
+distillation, evaluation of all of them on the same split, ONNX export of the smallest, and a report.
+
+    python compress.py                                   # the bundled BCCD sample, settings of data/pipeline.yaml
+    python compress.py --data data/mydata.yaml --epochs 100 --imgsz 640
+    python compress.py --settings my_pipeline.yaml --name bigger
+
+Every stage prints the command that runs it by hand; a stage whose output exists is skipped, so running the
+same command again continues an interrupted pipeline. The report is <project>/<name>/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from utils.cli import run_main
+from utils.log import setup_logging
+from utils.pipeline import load_pipeline_config, run_pipeline
+
+DEFAULT_SETTINGS = "data/pipeline.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--settings", default=DEFAULT_SETTINGS, help="pipeline settings yaml")
+    p.add_argument("--data", help="dataset yaml (overrides the settings)")
+    p.add_argument("--epochs", type=int, help="epochs of the teacher, baseline and distilled student")
+    p.add_argument("--imgsz", "--img", type=int, help="image size, px")
+    p.add_argument("--device", help="cuda device, e.g. 0, or cpu")
+    p.add_argument("--project", help="save to project/name")
+    p.add_argument("--name", help="save to project/name")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    ns = parse_args(argv)
+    settings = ns.settings if ns.settings != DEFAULT_SETTINGS or Path(ns.settings).is_file() else None
+    cfg = load_pipeline_config(
+        settings, data=ns.data, epochs=ns.epochs, kd_epochs=ns.epochs, imgsz=ns.imgsz, device=ns.device,
+        project=ns.project, name=ns.name,
+    )  # fmt: skip
+    return run_pipeline(cfg)
+
+
+if __name__ == "__main__":
+    run_main(main)
