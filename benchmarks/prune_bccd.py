@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--report-only", action="store_true", help="write the summary from the finished runs; train nothing missing"
+    )
     a = p.parse_args(argv)
     setup_logging()
     data = bccd_data_yaml()
@@ -94,8 +97,13 @@ def main(argv: list[str] | None = None) -> Path:
 
     after_prune = _cached(f"pruned_{a.importance}_{a.ratio}", do_prune)
 
-    def finetune(kind: str, seed: int) -> dict:
+    missing: list[str] = []
+
+    def finetune(kind: str, seed: int) -> dict | None:
         name = f"{kind}_s{seed}"
+        if a.report_only and not (RESULTS / f"{name}.json").is_file():
+            missing.append(name)
+            return None
         kd = kind == "distilled"
         hyp = "data/hyps/hyp.kd.yaml" if kd else "data/hyps/hyp.scratch-low.yaml"
         cfg = TrainConfig(
@@ -114,7 +122,9 @@ def main(argv: list[str] | None = None) -> Path:
     runs: dict[str, list[dict]] = {"fine-tuned": [], "distilled": []}
     for seed in a.seeds:  # seed by seed, so that an interrupted benchmark still has matched pairs
         for kind in runs:
-            runs[kind].append(finetune(kind, seed))
+            run = finetune(kind, seed)
+            if run is not None:
+                runs[kind].append(run)
     latency = _cached("latency", lambda: _latency(a.teacher, pruned, a.imgsz))
     summary = {
         "command": "python benchmarks/prune_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> Path:
         "pruned": after_prune,
         "runs": runs,
         "latency_ms": latency,
+        "missing_runs": missing,
         "environment": environment(),
     }
     write_json(RESULTS / "summary.json", summary)
@@ -148,6 +159,8 @@ def _row(label: str, rs: list[dict], teacher: dict, cpu_ms: float) -> str:
 
 def _write_doc(path: Path, s: dict) -> None:
     t, lat = s["teacher"], s["latency_ms"]
+    if not s["runs"]["distilled"]:
+        raise ValueError("no distilled run has finished yet: nothing to report")
     best = statistics.mean(r["mAP50-95"] for r in s["runs"]["distilled"])
     share = s["runs"]["distilled"][0]["cost"]["parameters"] / t["cost"]["parameters"]
     met = (t["mAP50-95"] - best) <= 0.02 and share < 0.4
@@ -171,6 +184,11 @@ def _write_doc(path: Path, s: dict) -> None:
         f"Goal (distilled within 2 points mAP50-95 of the teacher at under 40% of its parameters): "
         f"{'met' if met else 'not met'} at this length ({(best - t['mAP50-95']) * 100:+.1f} pt at {share:.0%} "
         "of the parameters).",
+        *(
+            [""] + [f"Runs not finished when this table was written: {', '.join(s['missing_runs'])}."]
+            if s.get("missing_runs")
+            else []
+        ),  # fmt: skip
         "",
         f"Command: `{s['command']}` (commit {s['environment']['commit']}, CPU, {s['environment']['cpu_count']} cores).",
         MARK_END,
