@@ -1,0 +1,170 @@
+"""tools/prunmodel.py end to end, and a pruned checkpoint in train.py, train_kd.py, val.py and detect.py."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import detect
+import train
+import train_kd
+import val
+from models import load_model
+from models.yolo import Model
+from tools import prunmodel
+from utils.checkpoint import make_checkpoint, save_checkpoint
+from utils.cli import run_main
+from utils.pruning.sparsity import BNSparsity, bn_scales
+from utils.torch_utils import count_parameters
+from utils.training import engine
+from utils.training.config import TrainConfig
+from utils.training.plugin import TrainingPlugin
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ["RBC", "WBC", "Platelets"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """An unpruned yolov5n checkpoint and its 50% pruned copy (written by the tool)."""
+    tmp = tmp_path_factory.mktemp("prune")
+    torch.manual_seed(0)
+    model = Model("yolov5n.yaml", nc=3)
+    model.names = NAMES
+    full = save_checkpoint(make_checkpoint(model, NAMES), tmp / "full.pt")
+    pruned = tmp / "pruned.pt"
+    result = prunmodel.main(["--weights", str(full), "--ratio", "0.5", "--imgsz", "64", "--out", str(pruned)])
+    assert result.out == pruned and pruned.is_file()
+    return {"full": full, "pruned": pruned, "params": result.after.parameters}
+
+
+def _train_args(tmp_path: Path, data: Path, weights: Path, name: str, epochs: int = 1) -> list[str]:
+    return ["--weights", str(weights), "--data", str(data), "--imgsz", "64", "--epochs", str(epochs),
+            "--batch-size", "4", "--workers", "0", "--project", str(tmp_path / "runs"), "--name", name,
+            "--noautoanchor", "--noplots"]  # fmt: skip
+
+
+def test_train_fine_tunes_at_the_pruned_size_and_resumes(models, tmp_path, tiny_data, monkeypatch):
+    n = models["params"]
+    assert n < count_parameters(load_model(models["full"])) / 2
+    # interrupt in the second epoch (2 batches per epoch), as Ctrl-C would, then resume
+    calls = {"n": 0}
+    real = engine.TrainingPlugin.losses
+
+    def stop(self, imgs, preds, targets):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, imgs, preds, targets)
+
+    monkeypatch.setattr(engine.TrainingPlugin, "losses", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(_train_args(tmp_path, tiny_data, models["pruned"], "ft", epochs=2))
+    last = tmp_path / "runs" / "ft" / "weights" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["optimizer"] is not None
+    assert sum(v.numel() for k, v in ckpt["ema"].items() if "running" not in k and "num_batches" not in k
+               and "anchors" not in k) == n  # fmt: skip
+    monkeypatch.setattr(engine.TrainingPlugin, "losses", real)
+    result = train.main(["--resume", str(last)])
+    assert result.epochs_completed == 2
+    for weights in (result.last, result.best):
+        assert count_parameters(load_model(weights)) == n
+
+
+def test_train_kd_recovers_a_pruned_student_from_the_unpruned_teacher(models, tmp_path, tiny_data):
+    args = _train_args(tmp_path, tiny_data, models["pruned"], "kd") + ["--teacher", str(models["full"])]
+    result = train_kd.main(args)
+    assert count_parameters(load_model(result.best or result.last)) == models["params"]
+
+
+def test_val_and_detect_read_a_pruned_checkpoint(models, tmp_path, tiny_data):
+    metrics, _ = val.main(["--weights", str(models["pruned"]), "--data", str(tiny_data), "--imgsz", "64",
+                           "--workers", "0", "--project", str(tmp_path / "val"), "--noplots"])  # fmt: skip
+    assert 0.0 <= metrics.map <= metrics.map50 <= 1.0
+    source = REPO / "data" / "bccd_sample" / "images" / "val"
+    detect.main(["--weights", str(models["pruned"]), "--source", str(source), "--imgsz", "64", "--conf-thres",
+                 "0.001", "--save-txt", "--nosave", "--project", str(tmp_path / "detect")])  # fmt: skip
+    assert list((tmp_path / "detect" / "exp" / "labels").glob("*.txt"))
+
+
+class Keep(TrainingPlugin):
+    """Keeps a reference to the trained model (fp32, before the deployable checkpoint is cast to fp16)."""
+
+    def setup(self, model, device):
+        self.model = model
+
+
+def _l1(scales) -> float:
+    return float(sum(s.detach().abs().sum() for s in scales))
+
+
+def test_sparsity_penalty_has_the_slimming_gradient():
+    model = Model("yolov5n.yaml", nc=3)
+    plugin = BNSparsity(1e-3)
+    plugin.setup(model, torch.device("cpu"))
+    imgs = torch.zeros(4, 3, 64, 64)
+    (plugin.losses(imgs, [], torch.zeros(0, 6))["sparsity"] * imgs.shape[0]).backward()  # as the engine scales it
+    for s in bn_scales(model):
+        torch.testing.assert_close(s.grad, 1e-3 * torch.sign(s.detach()))
+    with pytest.raises(ValueError, match="--sparsity must be > 0"):
+        BNSparsity(0.0)
+
+
+def test_sparsity_drives_bn_scales_down(tmp_path, tiny_data):
+    def cfg(name: str) -> TrainConfig:
+        return TrainConfig(
+            cfg="yolov5n.yaml", data=str(tiny_data), imgsz=64, epochs=1, batch_size=2, workers=0,
+            project=str(tmp_path), name=name, noautoanchor=True, noplots=True, noval=True, seed=1,
+        )  # fmt: skip
+
+    plain, sparse = Keep(), BNSparsity(0.05)
+    engine.train(cfg("plain"), plugin=plain)
+    engine.train(cfg("sparse"), plugin=sparse)
+    assert _l1(sparse.scales) < _l1(bn_scales(plain.model)) - 0.1
+
+
+def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
+    result = train.main(["--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--imgsz", "64", "--epochs", "1",
+                         "--batch-size", "4", "--workers", "0", "--project", str(tmp_path), "--name", "sparse",
+                         "--noautoanchor", "--noplots", "--noval", "--sparsity", "0.05"])  # fmt: skip
+    with open(result.save_dir / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["train/sparsity"]) > 0
+    assert torch.load(result.last, weights_only=True)["train_args"]["plugin"] == {"sparsity": 0.05}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ratio", "1.0"], "--ratio must be a fraction strictly between 0 and 1"),
+        (["--ratio", "0.5", "--layers", "99"], "unknown layer 99"),
+        (["--target-params", "0.001", "--layers", "0"], "below what the kept layers need"),
+    ],
+)
+def test_impossible_requests_exit_2_with_one_line(args, message, models, tmp_path, caplog):
+    argv = ["--weights", str(models["full"]), "--imgsz", "64", "--out", str(tmp_path / "x.pt"), *args]
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_:
+        run_main(prunmodel.main, argv)
+    assert exit_.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_fused_checkpoint_is_refused_by_the_program(models, tmp_path):
+    fused = load_model(models["full"], fuse=True)
+    ckpt = make_checkpoint(fused, NAMES)
+    path = save_checkpoint(ckpt, tmp_path / "fused.pt")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "prunmodel.py"), "--weights", str(path), "--ratio", "0.5", "--out",
+         str(tmp_path / "p.pt")], capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "fused" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

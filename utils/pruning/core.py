@@ -1,0 +1,187 @@
+"""Channel pruning of a YOLOv5 model on torch-pruning's dependency graph.
+
+torch-pruning traces the model once and groups every coupled channel (a C3 residual add, a Concat, SPPF, the BN
+after a conv, the next conv's input), so a pruned channel disappears everywhere it is used. The Detect output
+convolutions are never pruned: their outputs are ``na * (5 + nc)`` and their inputs follow the neck.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from models.yolo import Model
+
+LOGGER = logging.getLogger(__name__)
+
+#: importance criterion name -> factory of its torch-pruning class
+IMPORTANCE: dict[str, Callable[[], tp.importance.Importance]] = {
+    "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+    "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+    "bn": lambda: tp.importance.BNScaleImportance(),
+    "lamp": lambda: tp.importance.LAMPImportance(p=2),
+    "taylor": lambda: tp.importance.GroupTaylorImportance(),
+    "random": lambda: tp.importance.RandomImportance(),
+}
+#: the largest fraction of any one layer's channels that may be removed (a layer always keeps some)
+MAX_LAYER_RATIO = 0.95
+
+
+def check_prunable(model: nn.Module, source: str = "model") -> None:
+    """Raise ``ValueError`` for a model torch-pruning must not touch: a fused one (Conv blocks without BatchNorm)."""
+    if not isinstance(model, Model):
+        raise ValueError(f"{source}: not a YOLOv5 detection model ({type(model).__name__})")
+    if model.is_fused():
+        raise ValueError(
+            f"{source}: the model is fused (its convolutions have no BatchNorm); prune the unfused training "
+            "checkpoint (e.g. best.pt or last.pt), never an inference-fused one"
+        )
+
+
+def resolve_layers(model: Model, spec: str) -> list[int]:
+    """Layer indices named by ``spec``: ``backbone``, ``neck``, ``all`` or comma-separated indices ("0,2,4").
+
+    The Detect layer is never among them; naming it or an index the model lacks is a ``ValueError``.
+    """
+    n_layers = len(model.model)
+    detect_index = n_layers - 1
+    n_backbone = len(model.yaml["backbone"])
+    spec = str(spec).strip()
+    if spec == "all":
+        return list(range(detect_index))
+    if spec == "backbone":
+        return list(range(n_backbone))
+    if spec == "neck":
+        return list(range(n_backbone, detect_index))
+    indices = []
+    for part in spec.split(","):
+        try:
+            index = int(part)
+        except ValueError:
+            raise ValueError(
+                f"--layers {spec!r}: expected backbone, neck, all, or comma-separated layer indices"
+            ) from None
+        if index == detect_index:
+            raise ValueError(f"--layers {spec!r}: layer {index} is the Detect head, whose outputs keep their channels")
+        if not 0 <= index < detect_index:
+            raise ValueError(f"--layers {spec!r}: unknown layer {index}; this model has layers 0-{detect_index - 1}")
+        indices.append(index)
+    return sorted(set(indices))
+
+
+def ignored_modules(model: Model, layers: list[int]) -> list[nn.Module]:
+    """Every convolution whose output channels must stay: the Detect convs and those of layers not chosen."""
+    chosen = set(layers)
+    ignored: list[nn.Module] = list(model.detect.m)
+    for i, layer in enumerate(model.model[:-1]):
+        if i not in chosen:
+            ignored += [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
+    return ignored
+
+
+def prune_model(
+    model: Model,
+    ratio: float,
+    layers: list[int],
+    importance: str = "l1",
+    global_pruning: bool = False,
+    iterative_steps: int = 1,
+    round_to: int = 8,
+    imgsz: int = 640,
+) -> Model:
+    """Remove ``ratio`` of the output channels of the chosen layers' convolutions, in place; returns ``model``.
+
+    ``ratio`` applies to every prunable group (uniform) or to all of them ranked together (``global_pruning``).
+    ``iterative_steps`` reaches it in that many steps, re-ranking after each. For ``importance="taylor"`` the
+    parameters must already hold gradients (see :func:`accumulate_gradients`); torch-pruning prunes them along.
+    The model is traced in eval mode, so BN running statistics are left untouched.
+    """
+    if importance not in IMPORTANCE:
+        raise ValueError(f"importance {importance!r} is not one of {tuple(IMPORTANCE)}")
+    check_prunable(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    example = torch.zeros(1, model.yaml.get("ch", 3), imgsz, imgsz, device=device)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=IMPORTANCE[importance](),
+        global_pruning=global_pruning,
+        pruning_ratio=ratio,
+        max_pruning_ratio=MAX_LAYER_RATIO,
+        iterative_steps=iterative_steps,
+        ignored_layers=ignored_modules(model, layers),
+        round_to=round_to,
+    )
+    for _ in range(iterative_steps):
+        pruner.step()
+    model.train(was_training)
+    return model
+
+
+def accumulate_gradients(model: Model, batches, loss_fn, device: torch.device | str = "cpu") -> int:
+    """Backpropagate the detection loss of ``batches`` (``(imgs uint8 [B,3,H,W], targets [N,6], ...)``) into
+    ``model``'s parameters, for Taylor importance. BN uses its running statistics (eval mode). Returns the count."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    n = 0
+    for imgs, targets, *_ in batches:
+        imgs = imgs.to(device).float() / 255
+        _, raw = model(imgs)
+        loss, _ = loss_fn(raw, targets.to(device))
+        loss.backward()
+        n += 1
+    if n == 0:
+        raise ValueError("--importance taylor: the data gave no training batch")
+    return n
+
+
+def search_ratio(
+    model: Model,
+    target: float,
+    measure: Callable[[Model], float],
+    prune: Callable[[Model, float], Model],
+    step: float = 0.1,
+    refine: int = 4,
+) -> tuple[float, float]:
+    """Smallest ratio whose pruned model keeps at most ``target`` of ``measure(model)``; ``model`` is untouched.
+
+    ``prune(copy, ratio)`` prunes a copy. The ratios ``step, 2*step, ...`` are tried in order until one meets the
+    target, then ``refine`` bisection steps narrow the interval below it. (A scan, not a plain bisection: with
+    ``round_to``, a ratio that would leave a small layer no channels skips that layer, so very high ratios can keep
+    *more*.) Returns ``(ratio, reached fraction)``; raises ``ValueError`` when no ratio up to
+    :data:`MAX_LAYER_RATIO` meets the target, naming the smallest fraction reached.
+    """
+    full = measure(model)
+
+    def fraction(ratio: float) -> float:
+        return measure(prune(copy.deepcopy(model), ratio)) / full
+
+    lo, best = 0.0, 1.0
+    grid = [round(step * k, 6) for k in range(1, int(MAX_LAYER_RATIO / step) + 1)]
+    for hi in grid:
+        reached = fraction(hi)
+        LOGGER.info("ratio %.3f keeps %.4f (target %.4f)", hi, reached, target)
+        if reached <= target:
+            break
+        lo, best = hi, min(best, reached)
+    else:
+        raise ValueError(
+            f"target {target:g} is below what the kept layers need: the smallest fraction reached is {best:.3f} "
+            f"of the original (ratios up to {grid[-1]}); choose more layers or a larger target"
+        )
+    for _ in range(refine):
+        mid = (lo + hi) / 2
+        value = fraction(mid)
+        LOGGER.info("ratio %.4f keeps %.4f (target %.4f)", mid, value, target)
+        if value <= target:
+            hi, reached = mid, value
+        else:
+            lo = mid
+    return hi, reached

@@ -1,0 +1,111 @@
+"""Prune a checkpoint end to end: load, rank, prune, measure, write ours (plain data, pruned widths recorded)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.loading import build_model, read_weights
+from models.yolo import Model
+from utils.checkpoint import make_checkpoint, save_checkpoint, strip_checkpoint
+from utils.pruning.config import PruneConfig
+from utils.pruning.core import accumulate_gradients, check_prunable, prune_model, resolve_layers, search_ratio
+from utils.pruning.report import ModelCost, format_report, layer_channels, model_cost
+from utils.torch_utils import count_parameters, model_flops, select_device
+
+LOGGER = logging.getLogger(__name__)
+TAYLOR_HYP = "data/hyps/hyp.scratch-low.yaml"
+
+
+@dataclass
+class PruneResult:
+    """The pruned model, where it was written, the ratio used and its cost before and after."""
+
+    model: Model
+    out: Path
+    ratio: float
+    before: ModelCost
+    after: ModelCost
+    report: str
+
+
+def load_prunable(path: str | Path) -> Model:
+    """The model of any checkpoint we read (ours, upstream, already pruned), unfused, in eval mode on the CPU."""
+    model = build_model(read_weights(path), source=path).eval()
+    check_prunable(model, source=str(path))
+    return model
+
+
+def taylor_gradients(model: Model, cfg: PruneConfig, device: torch.device) -> int:
+    """Fill the parameters' gradients with the detection loss of ``cfg.taylor_batches`` batches of ``cfg.data``."""
+    from utils.data import create_dataloader, load_data_config
+    from utils.files import load_yaml
+    from utils.loss import LossConfig, YoloLoss
+
+    data = load_data_config(cfg.data)
+    if data.nc != model.nc:
+        raise ValueError(f"--data {cfg.data} has {data.nc} classes but the model {cfg.weights} has {model.nc}")
+    stride = max(int(model.stride.max()), 32)
+    loader, _ = create_dataloader(
+        data.train, cfg.imgsz, cfg.batch_size, stride, augment=False, workers=0, shuffle=True, seed=cfg.seed,
+        prefix="taylor: ", nc=data.nc,
+    )  # fmt: skip
+    hyp = load_yaml(TAYLOR_HYP, "hyperparameter file")
+    loss = YoloLoss(model.detect, LossConfig.from_hyp(hyp, model.detect.nl, model.nc, cfg.imgsz))
+    return accumulate_gradients(model, itertools.islice(loader, cfg.taylor_batches), loss, device)
+
+
+def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
+    """Run one pruning job (see :class:`PruneConfig`) and write the pruned checkpoint to ``cfg.out``."""
+    torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    model = load_prunable(cfg.weights).to(device)
+    layers = resolve_layers(model, cfg.layers)
+    before_layers, before = layer_channels(model), model_cost(model, cfg.imgsz)
+    if cfg.importance == "taylor":
+        n = taylor_gradients(model, cfg, device)
+        LOGGER.info("Taylor importance from %d batches of %s", n, cfg.data)
+
+    def prune(m: Model, ratio: float) -> Model:
+        return prune_model(
+            m, ratio, layers, cfg.importance, cfg.global_, cfg.iterative_steps, cfg.round_to, min(cfg.imgsz, 128)
+        )
+
+    ratio = cfg.ratio
+    if ratio is None:
+        if cfg.target_params is not None:
+            target, what = cfg.target_params, "parameters"
+            measure = count_parameters
+        else:
+            target, what = cfg.target_gflops, "GFLOPs"
+
+            def measure(m: Model) -> float:
+                flops = model_flops(m, cfg.imgsz)
+                if flops is None:
+                    raise ValueError("--target-gflops needs thop to count FLOPs (pip install thop)")
+                return flops
+
+        ratio, reached = search_ratio(model, target, measure, prune)
+        LOGGER.info("Target %s <= %.3f of the original: ratio %.4f keeps %.3f", what, target, ratio, reached)
+    prune(model, ratio)
+    model.zero_grad(set_to_none=True)
+    after_layers, after = layer_channels(model), model_cost(model, cfg.imgsz)
+    report = format_report(before_layers, after_layers, before, after)
+    LOGGER.info("%s", report)
+
+    model = model.cpu()
+    train_args = {
+        "pruned_from": str(cfg.weights),
+        "prune": cfg.to_dict(),
+        "prune_ratio": float(ratio),
+        "cost_before": before.to_dict(),
+        "cost_after": after.to_dict(),
+    }
+    ckpt = make_checkpoint(model, model.names, train_args=train_args)
+    out = save_checkpoint(strip_checkpoint(ckpt, half=False), cfg.out)
+    LOGGER.info("Wrote %s (ratio %.4f, %d layers chosen)", out, ratio, len(layers))
+    return PruneResult(model, out, float(ratio), before, after, report)
