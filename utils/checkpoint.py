@@ -29,6 +29,8 @@ import contextlib
 import errno
 import os
 import pickle
+import signal
+import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +67,28 @@ def remove_unfinished_writes(folder: str | Path) -> list[Path]:
     return removed
 
 
+@contextlib.contextmanager
+def _ctrl_c_after_write():
+    """Hold a Ctrl-C (SIGINT) that arrives during a checkpoint write until the write is complete.
+
+    Raised inside ``torch.save``, a KeyboardInterrupt surfaces as a RuntimeError about zip offsets and the file is
+    lost; held back, the checkpoint is written and the interrupt is raised right after. Only the main thread can
+    handle signals, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+    elif pending and previous != signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     """Write ``ckpt`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
@@ -77,11 +101,12 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp_name, "xb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        with _ctrl_c_after_write():
+            with open(tmp_name, "xb") as f:
+                torch.save(ckpt, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
     except BaseException as e:
         with contextlib.suppress(OSError):  # e.g. a read-only file system: nothing to clean up; keep the cause
             Path(tmp_name).unlink(missing_ok=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
+import signal
 
 import pytest
 import torch
@@ -112,3 +114,24 @@ def test_run_directory_under_a_file_or_read_only_mount(tmp_path, monkeypatch):
     monkeypatch.setattr(utils.files.Path, "mkdir", read_only)
     with pytest.raises(ValueError, match=r"--project: cannot create the run directory .*: Read-only file system"):
         increment_path(tmp_path / "ro" / "exp", mkdir=True)
+
+
+class _InterruptedFile(io.FileIO):
+    """A file that sends this process SIGINT (Ctrl-C) once, after its first write."""
+
+    def write(self, b):
+        n = super().write(b)
+        if not getattr(self, "interrupted", False):
+            self.interrupted = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return n
+
+
+def test_ctrl_c_during_a_write_is_raised_after_the_checkpoint_is_complete(tmp_path, monkeypatch, ckpt):
+    monkeypatch.setattr(utils.checkpoint, "open", lambda p, m: _InterruptedFile(p, m), raising=False)
+    path = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ckpt, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 3  # written whole despite the interrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
