@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
 import detect
+import export
 import train
 import train_kd
 import val
@@ -168,3 +170,30 @@ def test_fused_checkpoint_is_refused_by_the_program(models, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "fused" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_pruned_checkpoint_exports_to_onnx_at_its_pruned_size(models, tmp_path):
+    pruned = tmp_path / "pruned.pt"
+    pruned.write_bytes(models["pruned"].read_bytes())
+    result = export.main(["--weights", str(pruned), "--include", "onnx", "torchscript", "--imgsz", "64"])
+    assert result.ok and set(result.files) == {"onnx", "torchscript"}
+    assert all(check.max_rel < 1e-3 for check in result.checks.values())
+    graph = onnx.load(str(result.files["onnx"])).graph
+    n_weights = sum(int(torch.tensor(list(t.dims)).prod()) for t in graph.initializer)
+    assert n_weights < count_parameters(load_model(models["full"], fuse=True))  # the narrow model, not the yaml's
+
+
+@pytest.mark.parametrize("variant", ["yolov5s-se.yaml", "yolov5s-ca.yaml"])
+def test_attention_variant_prunes_with_the_tool_and_exports(variant, tmp_path):
+    torch.manual_seed(0)
+    model = Model(variant, nc=3)
+    model.names = NAMES
+    full = save_checkpoint(make_checkpoint(model, NAMES), tmp_path / "full.pt")
+    out = tmp_path / "pruned.pt"
+    result = prunmodel.main(["--weights", str(full), "--ratio", "0.5", "--imgsz", "64", "--out", str(out)])
+    assert result.after.parameters < result.before.parameters / 2
+    reloaded = load_model(out)
+    assert count_parameters(reloaded) == result.after.parameters
+    assert [m.type for m in reloaded.model] == [m.type for m in model.model]  # the attention layers are kept
+    exported = export.main(["--weights", str(out), "--include", "onnx", "--imgsz", "64"])
+    assert exported.ok
