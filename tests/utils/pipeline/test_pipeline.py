@@ -47,13 +47,19 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     assert "run by hand: python train.py --cfg models/yolov5n.yaml" in out
     assert "run by hand: python train_kd.py --cfg models/yolov5n.yaml --teacher" in out
     text = report.read_text()
-    for label in ("| teacher |", "| student, trained alone |", "| student, distilled |"):
+    labels = ("| teacher |", "| student, trained alone |", "| student, distilled |",
+              "| pruned teacher, recovered by distillation |")  # fmt: skip
+    for label in labels:
         assert label in text, label
     assert (report.parent / "compare.png").is_file()
     assert (report.parent / "export" / "model.onnx").is_file()
-    onnx_cells = [line.split("|")[-2].strip() for line in text.splitlines() if line.startswith("| teacher |")]
-    assert onnx_cells[0].endswith(" ms"), text  # the exported (smallest; here all equal, the first) model
-    for name in ("teacher", "baseline", "distilled"):
+    rows = {line.split("|")[1].strip(): line.split("|") for line in text.splitlines() if line.startswith(labels)}
+    params = {name: int(cells[5].strip().replace(",", "")) for name, cells in rows.items()}
+    assert params["pruned teacher, recovered by distillation"] < params["teacher"] / 2
+    smallest = min(params, key=params.get)
+    assert smallest == "pruned teacher, recovered by distillation"
+    assert rows[smallest][-2].strip().endswith(" ms"), text  # only the exported (smallest) model has an ONNX time
+    for name in ("teacher", "baseline", "distilled", "recovered"):
         assert (report.parent / "eval" / name / "metrics.json").is_file()
 
     run_pipeline(cfg)  # everything exists: only the report is written again
