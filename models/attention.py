@@ -46,24 +46,15 @@ class SE(nn.Module):
         self.fc2 = nn.Conv2d(c_, c1, 1)
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
-        return x * self.gate(self.fc2(self.act(self.fc1(w))))
-
-
-class ChannelGate(nn.Module):
-    """CBAM's channel attention: one shared MLP on the average- and max-pooled descriptors, summed, sigmoid."""
-
-    def __init__(self, c1: int, r: int = 16):
-        super().__init__()
-        c_ = hidden_width(c1, r)
-        self.fc1 = nn.Conv2d(c1, c_, 1)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(c_, c1, 1)
-        self.gate = nn.Sigmoid()
-
     def mlp(self, w: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(w)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.mlp(x.mean(dim=(2, 3), keepdim=True)))  # descriptor [B, C, 1, 1]
+
+
+class ChannelGate(SE):
+    """CBAM's channel attention: SE's MLP shared by the average- and max-pooled descriptors, summed, sigmoid."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
