@@ -15,6 +15,7 @@ import argparse
 from utils.cli import config_from_namespace, dataclass_defaults, run_main
 from utils.log import setup_logging
 from utils.runners.detect import DetectConfig, DetectResult, run_detect
+from utils.runners.predict import add_inference_args
 
 
 def parse_args(argv: list[str] | None = None) -> DetectConfig:
@@ -24,13 +25,8 @@ def parse_args(argv: list[str] | None = None) -> DetectConfig:
         "--weights", required=True, help="checkpoint (ours or upstream YOLOv5's), or an exported .onnx / .torchscript"
     )
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list of paths, or video")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size, px")
-    p.add_argument("--device", default=d.device, help="cuda device, e.g. 0, or cpu")
-    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
-    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=d.max_det, help="maximum detections per image")
+    add_inference_args(p, DetectConfig)
     p.add_argument("--classes", nargs="+", type=int, default=None, help="keep only these class ids")
-    p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--save-txt", action="store_true", help="save YOLO txt labels")
     p.add_argument("--save-conf", action="store_true", help="add confidences to --save-txt labels")
     p.add_argument("--save-crop", action="store_true", help="save a crop of every detection")
@@ -38,11 +34,6 @@ def parse_args(argv: list[str] | None = None) -> DetectConfig:
     p.add_argument("--hide-conf", action="store_true", help="draw labels without confidences")
     p.add_argument("--line-thickness", type=int, default=d.line_thickness, help="box line width, px")
     p.add_argument("--nosave", action="store_true", help="do not save annotated images or videos")
-    p.add_argument("--project", default=d.project, help="save to project/name")
-    p.add_argument("--name", default=d.name, help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing project/name")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every N-th video frame")
     return config_from_namespace(DetectConfig, p.parse_args(argv))
 
 

@@ -16,31 +16,21 @@ from __future__ import annotations
 
 import argparse
 
-from utils.cli import config_from_namespace, dataclass_defaults, run_main
+from utils.cli import config_from_namespace, run_main
 from utils.log import setup_logging
 from utils.runners.auto_label import AutoLabelConfig, AutoLabelResult, run_auto_label
+from utils.runners.predict import add_inference_args
 
 
 def parse_args(argv: list[str] | None = None) -> AutoLabelConfig:
-    d = dataclass_defaults(AutoLabelConfig)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="checkpoint (ours, upstream's, pruned) or .onnx / .torchscript")
     p.add_argument("--source", required=True, help="image, folder, glob, .txt list of paths, or video")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size, px")
-    p.add_argument("--device", default=d.device, help="cuda device, e.g. 0, or cpu")
-    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
-    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=d.max_det, help="maximum detections per image")
+    add_inference_args(p, AutoLabelConfig)
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME|ID", help="keep only these classes")
-    p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--save-txt", action="store_true", help="also write YOLO txt labels")
     p.add_argument("--save-empty", action="store_true", help="write an XML for images without detections too")
     p.add_argument("--previews", action="store_true", help="save images with the boxes drawn")
-    p.add_argument("--project", default=d.project, help="save to project/name")
-    p.add_argument("--name", default=d.name, help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing project/name")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every N-th video frame")
     return config_from_namespace(AutoLabelConfig, p.parse_args(argv))
 
 

@@ -20,16 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import torch
 
-from utils.boxes import scale_boxes
-from utils.data import LoadImages
 from utils.data.labels import write_label_file
-from utils.export.backend import load_backend
 from utils.files import increment_path
-from utils.nms import non_max_suppression
 from utils.plots.annotate import Annotator
-from utils.torch_utils import select_device
+from utils.runners.predict import InferenceConfig, Predictor
 from utils.training.results import summary_table
 from utils.voc.write import VocBox, write_voc_xml
 
@@ -37,33 +32,12 @@ LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
-class AutoLabelConfig:
-    weights: str = ""
-    source: str = ""
-    imgsz: int = 640
-    device: str = ""
-    conf_thres: float = 0.25
-    iou_thres: float = 0.45
-    max_det: int = 1000
+class AutoLabelConfig(InferenceConfig):
     classes: list[str] | None = None  # class names or ids to keep
-    agnostic_nms: bool = False
     save_txt: bool = False
     save_empty: bool = False
     previews: bool = False
     project: str = "runs/auto_label"
-    name: str = "exp"
-    exist_ok: bool = False
-    half: bool = False
-    vid_stride: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.weights:
-            raise ValueError("--weights is required: the model that labels the images")
-        if not self.source:
-            raise ValueError("--source is required: the images or video to label")
-        for name in ("conf_thres", "iou_thres"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -100,26 +74,14 @@ def resolve_classes(classes: list[str] | None, names: list[str]) -> list[int] | 
 
 
 def run_auto_label(cfg: AutoLabelConfig) -> AutoLabelResult:
-    device = select_device(cfg.device)
-    model = load_backend(cfg.weights, device=device, fuse=True)
-    names = list(model.names)
-    keep = resolve_classes(cfg.classes, names)
-    half = cfg.half and device.type == "cuda"
-    if half:
-        model.half()
-    stride = max(int(model.stride.max()), 32)
-    dataset = LoadImages(cfg.source, img_size=cfg.imgsz, stride=stride, vid_stride=cfg.vid_stride)
+    predictor = Predictor(cfg)
+    names = predictor.names
+    predictor.classes = resolve_classes(cfg.classes, names)
+    dataset = predictor.images()
     save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
     result = AutoLabelResult(save_dir)
     for path, img, img0, cap, _ in dataset:
-        x = torch.from_numpy(img).to(device)
-        x = (x.half() if half else x.float()).unsqueeze(0) / 255
-        with torch.no_grad():
-            pred, _ = model(x)
-        det = non_max_suppression(
-            pred.float(), cfg.conf_thres, cfg.iou_thres, keep, cfg.agnostic_nms, max_det=cfg.max_det
-        )[0].cpu()
-        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], img0.shape[:2])
+        det = predictor(img, img0)
         image_path = Path(path)
         if cap is not None:  # a video frame becomes an image the XML can point at
             frame = int(cap.get(cv2.CAP_PROP_POS_FRAMES))

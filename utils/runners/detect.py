@@ -10,31 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import torch
 
-from utils.boxes import scale_boxes
-from utils.data import LoadImages
 from utils.data.labels import write_label_file
-from utils.export.backend import load_backend
 from utils.files import increment_path
-from utils.nms import non_max_suppression
 from utils.plots.annotate import Annotator, save_one_box
-from utils.torch_utils import select_device
+from utils.runners.predict import InferenceConfig, Predictor
 
 LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
-class DetectConfig:
-    weights: str = ""
+class DetectConfig(InferenceConfig):
     source: str = "data/bccd_sample/images/val"
-    imgsz: int = 640
-    device: str = ""
-    conf_thres: float = 0.25
-    iou_thres: float = 0.45
-    max_det: int = 1000
-    classes: list[int] | None = None
-    agnostic_nms: bool = False
+    classes: list[int] | None = None  # class ids to keep
     save_txt: bool = False
     save_conf: bool = False
     save_crop: bool = False
@@ -42,20 +30,6 @@ class DetectConfig:
     hide_conf: bool = False
     line_thickness: int = 3
     nosave: bool = False
-    project: str = "runs/detect"
-    name: str = "exp"
-    exist_ok: bool = False
-    half: bool = False
-    vid_stride: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.weights:
-            raise ValueError("--weights is required: the checkpoint to run")
-        if self.imgsz < 1:
-            raise ValueError(f"--imgsz must be a positive number of pixels, got {self.imgsz}")
-        for name in ("conf_thres", "iou_thres"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -67,33 +41,21 @@ class DetectResult:
 
 
 def run_detect(cfg: DetectConfig) -> DetectResult:
-    device = select_device(cfg.device)
-    model = load_backend(cfg.weights, device=device, fuse=True)
-    half = cfg.half and device.type == "cuda"
-    if half:
-        model.half()
-    stride = max(int(model.stride.max()), 32)
-    names = model.names
+    predictor = Predictor(cfg, cfg.classes)
+    names = predictor.names
     save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
     if cfg.save_txt:
         (save_dir / "labels").mkdir(exist_ok=True)
-    dataset = LoadImages(cfg.source, img_size=cfg.imgsz, stride=stride, vid_stride=cfg.vid_stride)
+    dataset = predictor.images()
     out_names = output_names(dataset.files)
     result = DetectResult(save_dir)
     writers: dict[str, cv2.VideoWriter] = {}
     t_inf = 0.0
     try:
         for path, img, img0, cap, desc in dataset:
-            x = torch.from_numpy(img).to(device)
-            x = (x.half() if half else x.float()).unsqueeze(0) / 255
             t0 = time.perf_counter()
-            with torch.no_grad():
-                pred, _ = model(x)
-            det = non_max_suppression(
-                pred.float(), cfg.conf_thres, cfg.iou_thres, cfg.classes, cfg.agnostic_nms, max_det=cfg.max_det
-            )[0].cpu()
+            det = predictor(img, img0)
             t_inf += time.perf_counter() - t0
-            det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], img0.shape[:2])
             p, name = Path(path), out_names[path]
             stem = name if cap is None else f"{name}_{int(cap.get(cv2.CAP_PROP_POS_FRAMES))}"
             result.images += 1
