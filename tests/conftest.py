@@ -76,3 +76,16 @@ def tiny_data_writer():
 def tiny_data(tmp_path: Path) -> Path:
     """8 training and 4 validation images of the bundled sample, as a data yaml."""
     return write_tiny_data(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def random_bccd_weights(tmp_path_factory) -> Path:
+    """A randomly initialised yolov5n checkpoint (seed 0) with the BCCD class names: its scores are tiny but not
+    zero, so a very low confidence threshold gives boxes. Shared read-only by the inference tests."""
+    from models.yolo import Model
+    from utils.checkpoint import make_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = Model("yolov5n.yaml", nc=3)
+    model.names = ["RBC", "WBC", "Platelets"]
+    return save_checkpoint(make_checkpoint(model, model.names), tmp_path_factory.mktemp("weights") / "n.pt")

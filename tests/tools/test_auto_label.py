@@ -10,12 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from models.yolo import Model
 from tools import voc2yolo
 from tools.auto_label import main as auto_label_main
-from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.runners.auto_label import AutoLabelConfig, resolve_classes, run_auto_label
 from utils.voc import parse_voc_xml
@@ -25,13 +22,9 @@ SAMPLE = REPO / "data" / "bccd_sample" / "images"
 NAMES = ["RBC", "WBC", "Platelets"]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """A randomly initialised yolov5n: its scores are tiny but not zero, so a very low threshold gives boxes."""
-    torch.manual_seed(0)
-    model = Model("yolov5n.yaml", nc=3)
-    model.names = list(NAMES)
-    return save_checkpoint(make_checkpoint(model, NAMES), tmp_path_factory.mktemp("w") / "n.pt")
+@pytest.fixture
+def weights(random_bccd_weights) -> Path:
+    return random_bccd_weights
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.yolo import Model
 from utils.boxes import scale_boxes
-from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.nms import non_max_suppression
 from utils.runners.auto_label import AutoLabelConfig
 from utils.runners.detect import DetectConfig
@@ -21,12 +19,9 @@ SAMPLE = REPO / "data" / "bccd_sample" / "images" / "val"
 NAMES = ["RBC", "WBC", "Platelets"]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = Model("yolov5n.yaml", nc=3)
-    model.names = list(NAMES)
-    return save_checkpoint(make_checkpoint(model, NAMES), tmp_path_factory.mktemp("w") / "n.pt")
+@pytest.fixture
+def weights(random_bccd_weights) -> Path:
+    return random_bccd_weights
 
 
 @pytest.mark.parametrize(
