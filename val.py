@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> ValConfig:
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
     p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=d.max_det, help="maximum detections per image")
-    p.add_argument("--task", default=d.task, choices=TASKS, help="split to evaluate, or 'speed'")
+    p.add_argument("--task", default=d.task, choices=TASKS, help="split to evaluate (train, val, test), or 'speed'")
     p.add_argument("--device", default=d.device, help="cuda device, e.g. 0, or cpu")
     p.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
     p.add_argument("--single-cls", action="store_true", help="treat as a single-class dataset")

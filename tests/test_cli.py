@@ -135,3 +135,18 @@ def test_train_kd_refuses_a_mismatched_teacher_before_training(trained, tmp_path
     assert proc.returncode != 0
     assert "class count: teacher 3, student 1" in proc.stderr
     assert not list((tmp_path / "kd").rglob("results.csv"))
+
+
+def test_val_evaluates_the_split_named_by_task(trained):
+    """--task train/val/test picks the data yaml's split (upstream's choices; train checks a model's fit)."""
+    from utils.runners.val import ValConfig, run_val
+
+    weights = trained / "runs" / "smoke" / "weights" / "best.pt"
+    data = trained / "data" / "tiny.yaml"
+    for task, n in [("train", 8), ("val", 4)]:
+        cfg = ValConfig(data=str(data), weights=str(weights), imgsz=64, device="cpu", workers=0, task=task,
+                        project=str(trained / "val_tasks"), name=task, noplots=True)  # fmt: skip
+        result, _ = run_val(cfg)
+        assert result.images == n
+    with pytest.raises(ValueError, match="test"):
+        run_val(ValConfig(data=str(data), weights=str(weights), imgsz=64, device="cpu", task="test"))

@@ -15,7 +15,7 @@ from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
-TASKS = ("val", "test", "speed")
+TASKS = ("train", "val", "test", "speed")
 
 
 @dataclass
