@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bccd_data_yaml, environment, write_json
+from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
 from models.yolo import Model
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
@@ -87,17 +87,6 @@ def _table(runs: list[dict], a, command: str) -> str:
     )
 
 
-def _write_docs(text: str) -> None:
-    doc = REPO / "docs" / "benchmarks.md"
-    old = doc.read_text()
-    if MARK_BEGIN in old and MARK_END in old:
-        head, _, rest = old.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
-        doc.write_text(head + text + tail)
-    else:
-        doc.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
-
-
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--imgsz", type=int, default=256)
@@ -127,7 +116,7 @@ def main(argv: list[str] | None = None) -> Path:
         {"benchmark": "attention_bccd", "command": command, "best_variant": best, "runs": runs,
          "environment": environment()},
     )  # fmt: skip
-    _write_docs(_table(runs, a, command))
+    write_doc_section(REPO / "docs" / "benchmarks.md", _table(runs, a, command), MARK_BEGIN, MARK_END)
     return out
 
 

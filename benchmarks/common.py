@@ -67,3 +67,17 @@ def step_times(fn, steps: int, warmup: int, device: torch.device) -> list[float]
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return times
+
+
+def write_doc_section(path: Path, block: str, begin: str, end: str, heading: str | None = None) -> Path:
+    """Put ``block`` (a Markdown text starting with the ``begin`` marker and ending with ``end``) in place of what
+    lies between those markers in ``path``; a file without them gets it appended, under ``## heading`` if given."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        text = head + block + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + (f"## {heading}\n\n" if heading else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bccd_data_yaml, environment, write_json
+from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
@@ -142,15 +142,7 @@ def _write_doc(path: Path, s: dict) -> None:
         lines.append(f"| {label} | {len(r['mAP50'])} | {m50:.3f} | {m:.3f} | {per_seed} | {delta} | {spe:.1f} |")
     lines += ["", f"Command: `{s['command']}` (commit {s['environment']['commit']}, CPU, "
               f"{s['environment']['cpu_count']} cores).", MARK_END]  # fmt: skip
-    block = "\n".join(lines)
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Distillation on BCCD\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_doc_section(path, "\n".join(lines), MARK_BEGIN, MARK_END, "Distillation on BCCD")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bccd_data_yaml, environment, write_json
+from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
 from models.loading import load_model
 from utils.distill.config import OUTPUT_KINDS, KDConfig
 from utils.distill.distiller import Distiller
@@ -223,14 +223,7 @@ def _write_doc(path: Path, s: dict) -> None:
         "the table is rewritten by `python benchmarks/prune_bccd.py --report-only`.",
         MARK_END,
     ]
-    block = "\n".join(lines)
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Pruning and recovery on BCCD\n\n" + block + "\n"
-    path.write_text(text)
+    write_doc_section(path, "\n".join(lines), MARK_BEGIN, MARK_END, "Pruning and recovery on BCCD")
 
 
 if __name__ == "__main__":
