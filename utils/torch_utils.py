@@ -6,6 +6,8 @@ import copy
 import logging
 import os
 import random
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -92,3 +94,21 @@ def model_info(model: nn.Module, img_size: int | tuple[int, int] = 640, verbose:
     name = getattr(model, "yaml", {}).get("yaml_file", type(model).__name__)
     LOGGER.info("%s summary: %d layers, %d parameters, %d gradients%s", name, n_layers, n_params, n_grads, flops_txt)
     return {"layers": n_layers, "parameters": n_params, "gradients": n_grads, "gflops": gflops}
+
+
+def forward_ms(model: nn.Module, x: torch.Tensor, runs: int = 10, warmup: int = 2) -> float:
+    """Median milliseconds of ``model(x)`` over ``runs`` timed calls after ``warmup`` untimed ones, under
+    inference mode; on CUDA each call is bracketed by synchronisations so that the time covers the kernels."""
+    cuda = x.device.type == "cuda"
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)

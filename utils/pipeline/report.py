@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from models import load_model
-from utils.torch_utils import count_parameters, model_flops, select_device
+from utils.torch_utils import count_parameters, forward_ms, model_flops, select_device
 
 LOGGER = logging.getLogger(__name__)
 LABELS = {
@@ -38,19 +38,7 @@ class Row:
 
 def torch_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, device: torch.device) -> float:
     """Median wall time of one forward pass of a ``[1, 3, imgsz, imgsz]`` image, in ms (after 3 warm-up runs)."""
-    x = torch.zeros(1, 3, imgsz, imgsz, device=device)
-    times = []
-    with torch.inference_mode():
-        for i in range(runs + 3):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
-    return 1000 * sorted(times)[len(times) // 2]
+    return forward_ms(model, torch.zeros(1, 3, imgsz, imgsz, device=device), runs, warmup=3)
 
 
 def onnx_latency_ms(path: Path, imgsz: int, runs: int) -> float:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from utils.torch_utils import count_parameters, model_flops
+from utils.torch_utils import count_parameters, forward_ms, model_flops
 
 
 @dataclass
@@ -54,19 +52,7 @@ def latency_ms(model: nn.Module, imgsz: int, device: torch.device | str = "cpu",
     """Median milliseconds of one ``[1, 3, imgsz, imgsz]`` fp32 forward pass of the fused model in eval mode."""
     device = torch.device(device)
     m = copy.deepcopy(model).to(device).eval().fuse()
-    x = torch.zeros(1, model.yaml.get("ch", 3), imgsz, imgsz, device=device)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            m(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return forward_ms(m, torch.zeros(1, model.yaml.get("ch", 3), imgsz, imgsz, device=device), runs, warmup)
 
 
 def model_cost(model: nn.Module, imgsz: int, timing: bool = True, runs: int = 10) -> ModelCost:
