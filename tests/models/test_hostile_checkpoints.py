@@ -19,9 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import models.yolo
 from models import load_model
-from models.head import Detect
 from models.loading import read_weights
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
@@ -167,22 +165,11 @@ def test_corrupted_checkpoints_load_or_end_in_our_error(tmp_path, good_checkpoin
 
 
 # ------------------------------------------------------------------------------ malformed upstream pickles
-def _upstream_checkpoint(path: Path, monkeypatch, mutate=None, nc: int = 3, names=None) -> Path:
+def _upstream_checkpoint(path: Path, as_upstream, monkeypatch, mutate=None, nc: int = 3, names=None) -> Path:
     """An upstream-style pickle (whole modules under models.yolo.Model), after ``mutate(model)``."""
-
-    class UpstreamModel(Model):
-        pass
-
-    class UpstreamDetect(Detect):
-        pass
-
-    for cls, name in ((UpstreamModel, "Model"), (UpstreamDetect, "Detect")):
-        cls.__module__, cls.__qualname__ = "models.yolo", name
-        monkeypatch.setattr(models.yolo, name, cls, raising=False)
     model = Model("yolov5n.yaml", nc=nc)
     model.names = names if names is not None else [f"c{i}" for i in range(nc)]
-    model.__class__ = UpstreamModel
-    model.model[-1].__class__ = UpstreamDetect
+    as_upstream(model)
     if mutate:
         mutate(model)
     buf = io.BytesIO()
@@ -206,22 +193,25 @@ def _set_raw(module, key, value):
     ],
     ids=["mixed-name-keys", "list-as-parameter", "modules-none", "parameters-list"],
 )
-def test_malformed_upstream_pickles_cannot_be_read(tmp_path, monkeypatch, mutate, problem):
-    path = _upstream_checkpoint(tmp_path / "odd.pt", monkeypatch, mutate)
+def test_malformed_upstream_pickles_cannot_be_read(tmp_path, as_upstream, monkeypatch, mutate, problem):
+    path = _upstream_checkpoint(tmp_path / "odd.pt", as_upstream, monkeypatch, mutate)
     with pytest.raises(CheckpointError, match=rf"odd.pt.*{problem}"):
         load_model(path)
 
 
-def test_more_names_than_classes_warns(tmp_path, monkeypatch, caplog):
-    path = _upstream_checkpoint(tmp_path / "names.pt", monkeypatch, names=["a", "b", "c", "d", "e"])
+def test_more_names_than_classes_warns(tmp_path, as_upstream, monkeypatch, caplog):
+    path = _upstream_checkpoint(tmp_path / "names.pt", as_upstream, monkeypatch, names=["a", "b", "c", "d", "e"])
     with caplog.at_level(logging.WARNING):
         model = load_model(path)
     assert model.names == ["0", "1", "2"]
     assert "names.pt: 5 class names" in caplog.text and "3 classes" in caplog.text
 
 
-def test_huge_depth_in_an_embedded_yaml_is_refused_naming_the_checkpoint(tmp_path, monkeypatch):
-    path = _upstream_checkpoint(tmp_path / "deep.pt", monkeypatch, lambda m: m.yaml.update(depth_multiple=1e6))
+def test_huge_depth_in_an_embedded_yaml_is_refused_naming_the_checkpoint(tmp_path, as_upstream, monkeypatch):
+    def deepen(model):
+        model.yaml.update(depth_multiple=1e6)
+
+    path = _upstream_checkpoint(tmp_path / "deep.pt", as_upstream, monkeypatch, deepen)
     with pytest.raises(ValueError, match=r"deep.pt \(its embedded model yaml\).*depth_multiple"):
         load_model(path)
 

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import models.yolo
 from models import load_model
-from models.head import Detect
 from models.upstream import read_upstream, record_state_dict
 from models.yolo import Model
 from utils.checkpoint import CheckpointError
@@ -87,24 +85,12 @@ def test_pickle_of_an_unknown_class_is_refused_naming_it(tmp_path):
         load_model(path)
 
 
-def test_upstream_style_training_checkpoint_with_numpy_and_optimizer(tmp_path, monkeypatch):
+def test_upstream_style_training_checkpoint_with_numpy_and_optimizer(tmp_path, as_upstream, monkeypatch):
     """An unstripped last.pt: pickled 'model' and 'ema' modules, optimizer state, numpy best_fitness."""
-
-    class UpstreamModel(Model):
-        pass
-
-    class UpstreamDetect(Detect):
-        pass
-
-    for cls, name in ((UpstreamModel, "Model"), (UpstreamDetect, "Detect")):
-        cls.__module__, cls.__qualname__ = "models.yolo", name
-        monkeypatch.setattr(models.yolo, name, cls, raising=False)
-
     torch.manual_seed(0)
     model = Model("yolov5n.yaml", nc=2).eval()
     model.names = ["cat", "dog"]
-    model.__class__ = UpstreamModel
-    model.model[-1].__class__ = UpstreamDetect
+    as_upstream(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
