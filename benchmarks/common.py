@@ -81,3 +81,23 @@ def write_doc_section(path: Path, block: str, begin: str, end: str, heading: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def train_resumable(cfg, plugin_factory=None) -> tuple[Path, float | None]:
+    """Train ``cfg`` (a TrainConfig) as a normal run, continuing it with ``--resume`` when an earlier process left
+    an unfinished ``last.pt`` in its run folder (``cfg.project/cfg.name``), and not at all when that run finished.
+
+    ``plugin_factory()`` makes the run's add-on (or None); a resumed run needs it rebuilt too. Returns the final
+    ``last.pt`` and the seconds per epoch of this process's share of the run (None when nothing was left to train).
+    """
+    from utils.checkpoint import load_plain
+    from utils.training.engine import train
+
+    last = Path(cfg.project) / cfg.name / "weights" / "last.pt"
+    if last.is_file():
+        if int(load_plain(last).get("epoch", -1)) < 0:  # finished: only the final weights are left in it
+            return last, None
+        print(f"continuing {last} with --resume", flush=True)
+        cfg.resume = str(last)
+    result = train(cfg, plugin=plugin_factory() if plugin_factory else None)
+    return result.last, result.seconds_per_epoch

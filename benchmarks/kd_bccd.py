@@ -1,12 +1,16 @@
-"""Distillation quality on BCCD: a yolov5s teacher trained with train.py; yolov5n students trained alone and
-distilled with each output loss and the feature losses, with the same epochs, image size and seeds.
+"""Distillation at convergence on BCCD: yolov5n students from scratch, trained alone and distilled from a trained
+yolov5s with each output loss and a combination, with the same epochs, image size and seeds.
 
-    python benchmarks/kd_bccd.py --imgsz 256 --teacher-epochs 40 --student-epochs 25 --seeds 0 1
+    python benchmarks/kd_bccd.py                      # 100 epochs at 256 px, seeds 0 1 2, every setting
+    python benchmarks/kd_bccd.py --seeds 1 --settings alone bce
+    python benchmarks/kd_bccd.py --report-only        # rebuild the report from the finished runs
 
-Each finished run leaves benchmarks/results/kd_bccd/<run>.json, so an interrupted benchmark continues where it
-stopped. The feature losses are first compared on the first seed; the best one is then run on every seed. The
-summary (mean and per-seed mAP of every setting) goes to benchmarks/results/kd_bccd/summary.json and, as a
-Markdown table with the commands, to docs/benchmarks.md between its kd_bccd markers.
+Hours on a CPU, so it continues where it stopped: each student is a normal training run (a killed one is
+continued with --resume the next time), and each finished one leaves a JSON file in
+benchmarks/results/kd_bccd/e<epochs>_<imgsz>/ that is never re-run. The report (summary.json there, and a
+Markdown table in docs/benchmarks.md between the kd_bccd_converge markers) is rebuilt from whatever has finished
+and names what is missing. mAP is that of the last epoch's EMA weights on the BCCD val split (utils.runners.val,
+conf 0.001, IoU 0.6).
 """
 
 from __future__ import annotations
@@ -15,134 +19,184 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
+from benchmarks.common import REPO, bccd_data_yaml, environment, train_resumable, write_doc_section, write_json
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
 from utils.log import setup_logging
+from utils.runners.val import ValConfig, run_val
 from utils.training.config import TrainConfig
-from utils.training.engine import train
 
+TEACHER = REPO.parent / "shared" / "fixtures" / "upstream-v7.0-yolov5s-bccd.pt"
 RESULTS = REPO / "benchmarks" / "results" / "kd_bccd"
 RUNS = REPO / "benchmarks" / "runs" / "kd_bccd"
-OUTPUT_SETTINGS = {"alone": None, "l2": ("l2", "none"), "bce": ("bce", "none"), "pseudo": ("pseudo", "none")}
-FEATURE_SETTINGS = {"fitnet": ("none", "fitnet"), "at": ("none", "at"), "cwd": ("none", "cwd")}
-MARK_BEGIN, MARK_END = "<!-- kd_bccd:begin -->", "<!-- kd_bccd:end -->"
+SCRATCH_HYP, KD_HYP = "data/hyps/hyp.scratch-low.yaml", "data/hyps/hyp.kd.yaml"
+#: setting name -> output losses (None: the student alone)
+SETTINGS: dict[str, list[str] | None] = {
+    "alone": None,
+    "l2": ["l2"],
+    "bce": ["bce"],
+    "pseudo": ["pseudo"],
+    "bce+pseudo": ["bce", "pseudo"],
+}
+MARK_BEGIN, MARK_END = "<!-- kd_bccd_converge:begin -->", "<!-- kd_bccd_converge:end -->"
 
 
-def _train_cfg(a, data: Path, model: str, epochs: int, seed: int, name: str, hyp: str) -> TrainConfig:
-    return TrainConfig(
-        cfg=f"{model}.yaml", data=str(data), hyp=hyp, imgsz=a.imgsz, epochs=epochs, batch_size=a.batch_size,
-        workers=a.workers, seed=seed, project=str(RUNS), name=name, exist_ok=True, noval=a.noval, noplots=True,
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", type=Path, default=TEACHER, help="trained teacher checkpoint")
+    p.add_argument("--data", type=Path, default=None, help="data yaml (default: BCCD from ../shared, published split)")
+    p.add_argument("--student", default="yolov5n.yaml", help="student model yaml (trained from scratch)")
+    p.add_argument("--imgsz", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--results", type=Path, default=RESULTS, help="where finished runs are recorded")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the training runs are (resumable)")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs")
+    return p.parse_args(argv)
+
+
+def _measure(weights: Path, data: Path, imgsz: int, workers: int, runs: Path) -> dict:
+    result, _ = run_val(
+        ValConfig(data=str(data), weights=str(weights), imgsz=imgsz, batch_size=16, device="cpu", workers=workers,
+                  project=str(runs / "val"), name=weights.parent.parent.name, exist_ok=True, noplots=True)
     )  # fmt: skip
+    return {"mAP50": round(result.map50, 4), "mAP50-95": round(result.map, 4)}
 
 
-def _run(name: str, cfg: TrainConfig, kd: KDConfig | None) -> dict:
-    """Train one setting unless its JSON exists; returns that JSON's content."""
-    out = RESULTS / f"{name}.json"
+def _student(a: argparse.Namespace, data: Path, folder: Path, setting: str, seed: int) -> dict:
+    """One student run: trained (or continued) unless recorded; returns its record."""
+    name = f"{setting}_s{seed}"
+    out = folder / f"{name}.json"
     if out.is_file():
         return json.loads(out.read_text())
-    t0 = time.time()
-    plugin = Distiller(kd, load_yaml(cfg.hyp)) if kd is not None else None
-    result = train(cfg, plugin=plugin)
-    payload = {
+    outputs = SETTINGS[setting]
+    hyp = SCRATCH_HYP if outputs is None else KD_HYP
+    cfg = TrainConfig(
+        cfg=a.student, data=str(data), hyp=hyp, imgsz=a.imgsz, epochs=a.epochs, batch_size=a.batch_size,
+        workers=a.workers, seed=seed, project=str(a.runs / folder.name), name=name, exist_ok=True, noval=True,
+        noplots=True, device="cpu",
+    )  # fmt: skip
+    kd = None if outputs is None else KDConfig(teacher=str(a.teacher), kd_output=outputs)
+    last, seconds_per_epoch = train_resumable(cfg, None if kd is None else lambda: Distiller(kd, load_yaml(hyp)))
+    kd_record = last.parent.parent / "kd.yaml"
+    record = {
         "run": name,
-        "metrics": {k.split("/")[-1]: round(v, 4) for k, v in result.final_metrics.items()},
-        "seconds": round(time.time() - t0, 1),
-        "seconds_per_epoch": round(result.seconds_per_epoch, 2),
-        "weights": str(result.best.relative_to(REPO)) if result.best else None,
-        "kd": kd.to_dict() if kd else None,
-    }
-    write_json(out, payload)
-    return payload
-
-
-def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--imgsz", type=int, default=256)
-    p.add_argument("--teacher-epochs", type=int, default=40)
-    p.add_argument("--student-epochs", type=int, default=25)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--noval", action="store_true", help="validate students only after their last epoch")
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
-    a = p.parse_args(argv)
-    setup_logging()
-    data = bccd_data_yaml()
-    scratch = "data/hyps/hyp.scratch-low.yaml"
-    teacher = _run(
-        "teacher_yolov5s", _train_cfg(a, data, "yolov5s", a.teacher_epochs, 0, "teacher_yolov5s", scratch), None
-    )
-    teacher_weights = str(REPO / teacher["weights"])
-
-    runs: dict[str, list[dict]] = {}
-
-    def student(setting: str, kinds, seed: int) -> None:
-        name = f"yolov5n_{setting}_s{seed}"
-        hyp = scratch if kinds is None else "data/hyps/hyp.kd.yaml"
-        kd = None if kinds is None else KDConfig(teacher=teacher_weights, kd_output=kinds[0], kd_feature=kinds[1])
-        runs.setdefault(setting, []).append(
-            _run(name, _train_cfg(a, data, "yolov5n", a.student_epochs, seed, name, hyp), kd)
-        )
-
-    for seed in a.seeds:
-        for setting, kinds in OUTPUT_SETTINGS.items():
-            student(setting, kinds, seed)
-    for setting, kinds in FEATURE_SETTINGS.items():
-        student(setting, kinds, a.seeds[0])
-    best_feature = max(FEATURE_SETTINGS, key=lambda s: runs[s][0]["metrics"].get("mAP_0.5:0.95", 0.0))
-    for seed in a.seeds[1:]:
-        student(best_feature, FEATURE_SETTINGS[best_feature], seed)
-
-    summary = {
-        "command": "python benchmarks/kd_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "setting": setting,
+        "seed": seed,
+        "epochs": a.epochs,
         "imgsz": a.imgsz,
-        "teacher_epochs": a.teacher_epochs,
-        "student_epochs": a.student_epochs,
-        "seeds": a.seeds,
+        "kd_output": outputs,
+        "seconds_per_epoch": None if seconds_per_epoch is None else round(seconds_per_epoch, 2),
+        **_measure(last, data, a.imgsz, a.workers, a.runs),
+        "teacher_warning": (load_yaml(kd_record).get("warning") or "") if kd_record.is_file() else "",
+        "commit": environment()["commit"],
+    }
+    write_json(out, record)
+    return record
+
+
+def _teacher(a: argparse.Namespace, data: Path, folder: Path) -> dict:
+    out = folder / "teacher.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    record = {"teacher": str(a.teacher), **_measure(a.teacher, data, a.imgsz, a.workers, a.runs)}
+    write_json(out, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)
+    setup_logging()
+    folder = a.results / f"e{a.epochs}_{a.imgsz}"
+    if not a.report_only:
+        if not a.teacher.is_file():
+            raise FileNotFoundError(f"--teacher {a.teacher}: file not found")
+        data = a.data or bccd_data_yaml()
+        _teacher(a, data, folder)
+        for seed in a.seeds:  # seed by seed, so that an interrupted benchmark still has comparable sets
+            for setting in a.settings:
+                _student(a, data, folder, setting, seed)
+    command = "python benchmarks/kd_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    summary = summarize(folder, a.seeds, a.settings, command)
+    write_json(folder / "summary.json", summary)
+    write_doc_section(a.doc, report(summary), MARK_BEGIN, MARK_END, "Distillation at convergence on BCCD")
+    return summary
+
+
+def summarize(folder: Path, seeds: list[int], settings: list[str], command: str) -> dict:
+    """Per setting: the finished seeds' mAPs, their mean and spread, seconds per epoch; and what is missing."""
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*_s*.json"))}
+    teacher = json.loads((folder / "teacher.json").read_text()) if (folder / "teacher.json").is_file() else None
+    rows, missing = {}, []
+    for setting in SETTINGS:
+        done = sorted((r for r in records.values() if r["setting"] == setting), key=lambda r: r["seed"])
+        missing += [f"{setting}_s{s}" for s in seeds if setting in settings and f"{setting}_s{s}" not in records]
+        if not done:
+            continue
+        maps = [r["mAP50-95"] for r in done]
+        times = [r["seconds_per_epoch"] for r in done if r["seconds_per_epoch"] is not None]
+        rows[setting] = {
+            "seeds": [r["seed"] for r in done],
+            "mAP50-95": maps,
+            "mAP50": [r["mAP50"] for r in done],
+            "mean": round(statistics.mean(maps), 4),
+            "mAP50_mean": round(statistics.mean(r["mAP50"] for r in done), 4),
+            "spread": round(max(maps) - min(maps), 4),
+            "seconds_per_epoch": round(statistics.median(times), 1) if times else None,
+            "warnings": sorted({r["teacher_warning"] for r in done if r.get("teacher_warning")}),
+        }
+    any_record = next(iter(records.values()), {})
+    return {
+        "command": command,
+        "epochs": any_record.get("epochs"),
+        "imgsz": any_record.get("imgsz"),
         "teacher": teacher,
-        "best_feature": best_feature,
-        "students": {
-            s: {
-                "mAP50": [r["metrics"]["mAP_0.5"] for r in rs],
-                "mAP50-95": [r["metrics"]["mAP_0.5:0.95"] for r in rs],
-                "seconds_per_epoch": [r["seconds_per_epoch"] for r in rs],
-            }
-            for s, rs in runs.items()
-        },
+        "students": rows,
+        "missing": missing,
+        "commits": sorted({r["commit"] for r in records.values()}),
         "environment": environment(),
     }
-    write_json(RESULTS / "summary.json", summary)
-    _write_doc(a.doc, summary)
-    return a.doc
 
 
-def _write_doc(path: Path, s: dict) -> None:
-    alone = statistics.mean(s["students"]["alone"]["mAP50-95"])
-    t = s["teacher"]["metrics"]
-    lines = [
-        MARK_BEGIN,
-        f"Teacher yolov5s ({s['teacher_epochs']} epochs): mAP50 {t['mAP_0.5']:.3f}, mAP50-95 {t['mAP_0.5:0.95']:.3f}.",
+def report(s: dict) -> str:
+    """The Markdown table of :func:`summarize`'s result, between the doc markers."""
+    rows, alone = s["students"], s["students"].get("alone")
+    lines = [MARK_BEGIN]
+    if s["teacher"]:
+        t = s["teacher"]
+        lines += [f"Teacher `{Path(t['teacher']).name}` at this size: mAP50 {t['mAP50']:.3f}, "
+                  f"mAP50-95 {t['mAP50-95']:.3f}.", ""]  # fmt: skip
+    lines += [
+        f"yolov5n students from scratch, {s['epochs']} epochs at {s['imgsz']} px, batch 16, `--noval`; mAP of the "
+        "last epoch's EMA weights on the BCCD val split (87 images). Spread = best seed - worst seed.",
         "",
-        f"Students yolov5n, {s['student_epochs']} epochs at {s['imgsz']} px, BCCD val split (87 images):",
-        "",
-        "| student | seeds | mAP50 (mean) | mAP50-95 (mean) | mAP50-95 per seed | vs alone (mAP50-95) | s/epoch |",
+        "| student | mAP50-95 per seed | mean | spread | vs alone | mAP50 mean | s/epoch |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in s["students"].items():
-        m50, m = statistics.mean(r["mAP50"]), statistics.mean(r["mAP50-95"])
-        per_seed = ", ".join(f"{v:.3f}" for v in r["mAP50-95"])
-        delta = "" if name == "alone" else f"{(m - alone) * 100:+.1f} pt"
-        label = name if name == "alone" else f"KD {name}" + (" (feature)" if name in FEATURE_SETTINGS else "")
-        spe = statistics.mean(r["seconds_per_epoch"])
-        lines.append(f"| {label} | {len(r['mAP50'])} | {m50:.3f} | {m:.3f} | {per_seed} | {delta} | {spe:.1f} |")
-    lines += ["", f"Command: `{s['command']}` (commit {s['environment']['commit']}, CPU, "
-              f"{s['environment']['cpu_count']} cores).", MARK_END]  # fmt: skip
-    write_doc_section(path, "\n".join(lines), MARK_BEGIN, MARK_END, "Distillation on BCCD")
+    for name, r in rows.items():
+        per_seed = ", ".join(f"{m:.3f} (s{seed})" for seed, m in zip(r["seeds"], r["mAP50-95"], strict=True))
+        delta = "" if name == "alone" or not alone else f"{(r['mean'] - alone['mean']) * 100:+.1f} pt"
+        label = "alone" if name == "alone" else f"`--kd-output {name.replace('+', ' ')}`"
+        spe = "" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.1f}"
+        lines.append(
+            f"| {label} | {per_seed} | {r['mean']:.3f} | {r['spread'] * 100:.1f} pt | {delta} | "
+            f"{r['mAP50_mean']:.3f} | {spe} |"
+        )
+    lines.append("")
+    if s["missing"]:
+        lines.append(f"Not finished yet: {', '.join(s['missing'])}.")
+    for name, r in rows.items():
+        for w in r["warnings"]:
+            lines.append(f"{name}: {w}.")
+    lines += ["", f"Command: `{s['command']}` (commits {', '.join(s['commits'])}, CPU).", MARK_END]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

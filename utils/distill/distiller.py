@@ -1,8 +1,12 @@
 """Knowledge distillation as a plugin of the training engine: a frozen teacher and named loss terms.
 
-``kd_out`` compares the student's raw outputs with the teacher's (L2 / KL / BCE, weighted by the teacher's
-objectness), or trains the student on the teacher's detections (pseudo labels). ``kd_feat`` compares
-intermediate feature maps (FitNet through 1x1 adapters, attention transfer, channel-wise distillation).
+``kd_out`` compares the student's raw outputs with the teacher's (L2 / KL / BCE, see
+:mod:`utils.distill.output_losses`) and/or trains the student on the teacher's detections (pseudo labels); several
+output losses add up, each with its own gain. ``kd_feat`` compares intermediate feature maps (FitNet through 1x1
+adapters, attention transfer, channel-wise distillation).
+
+Before the first epoch the teacher is measured on the validation split (see :func:`check_teacher`); a weak teacher
+draws a warning, recorded in ``kd.yaml``, and gives no pseudo labels.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from torch import nn
 from models.yolo import Model
 from utils.distill.config import KDConfig
 from utils.distill.feature_losses import FEATURE_LOSSES, NEEDS_ADAPTER, Adapter
-from utils.distill.output_losses import OUTPUT_LOSSES
-from utils.distill.teacher import adopt_teacher_anchors, check_compatible, load_teacher
+from utils.distill.output_losses import OUTPUT_LOSSES, part_scales
+from utils.distill.teacher import adopt_teacher_anchors, check_compatible, load_teacher, teacher_warning
 from utils.evaluation import evaluate
 from utils.loss import LossConfig, YoloLoss
 from utils.nms import non_max_suppression
@@ -30,8 +34,8 @@ KD_HYP_DEFAULTS = {
     "kd_obj": 1.0,
     "kd_cls": 0.5,
     "kd_l2": 4.0,
-    "kd_bce": 0.25,
-    "kd_kl": 0.25,
+    "kd_bce": 1.0,
+    "kd_kl": 1.0,
     "kd_pseudo": 1.0,
     "kd_fitnet": 0.05,
     "kd_at": 2.5,
@@ -44,8 +48,9 @@ _PROBE = 64  # input size of the dry run that measures feature shapes
 class Distiller(TrainingPlugin):
     """Adds ``kd_out`` and/or ``kd_feat`` to every training step. See :class:`KDConfig` for the settings.
 
-    ``hyp`` supplies the weights (see ``data/hyps/hyp.kd.yaml``): relative weights of the output parts (``kd_box``,
-    ``kd_obj``, ``kd_cls``), a gain per output method (``kd_l2``, ``kd_bce``, ``kd_kl``, ``kd_pseudo``) and per
+    ``hyp`` supplies the weights (see ``data/hyps/hyp.kd.yaml``): weights of the output parts (``kd_box``,
+    ``kd_obj``, ``kd_cls``, scaled by :func:`~utils.distill.output_losses.part_scales`), a gain per output method
+    (``kd_l2``, ``kd_bce``, ``kd_kl``, ``kd_pseudo``) and per
     feature method (``kd_fitnet``, ``kd_at``, ``kd_cwd``), and the channel-wise temperature ``kd_cwd_t``; missing
     keys take :data:`KD_HYP_DEFAULTS`.
     """
@@ -56,9 +61,10 @@ class Distiller(TrainingPlugin):
         self.cfg = cfg
         self.w = {k: float(hyp.get(k, v)) for k, v in KD_HYP_DEFAULTS.items()}
         self.use_gt_loss = not cfg.no_gt
-        self.loss_names = tuple(
-            name for name, on in (("kd_out", cfg.kd_output != "none"), ("kd_feat", cfg.kd_feature != "none")) if on
-        )
+        self.outputs = list(cfg.outputs)  # output losses in use; pseudo leaves it when the teacher is weak
+        self.loss_names = self._names()
+        self.teacher_check: dict = {}  # what the check of the teacher found (kd.yaml, checkpoints)
+        self.scales = part_scales(640, 3, 80)  # of the output parts; set from the run before training
         self.adapters = nn.ModuleList()
         self.layers: list[int] = []  # student layers of feature KD
         self.teacher_layers: list[int] = []  # the teacher layer paired with each of them
@@ -69,6 +75,9 @@ class Distiller(TrainingPlugin):
         self.student: Model | None = None
         self.pseudo_loss: YoloLoss | None = None
         self.unlabeled: Iterator | None = None
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(n for n, on in (("kd_out", self.outputs), ("kd_feat", self.cfg.kd_feature != "none")) if on)
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, model: Model, device: torch.device) -> None:
@@ -84,7 +93,7 @@ class Distiller(TrainingPlugin):
             self._build_adapters()
         LOGGER.info(
             "Distillation: teacher %s, output %s, feature %s%s, weight %g%s",
-            self.cfg.teacher, self.cfg.kd_output, self.cfg.kd_feature,
+            self.cfg.teacher, " + ".join(self.cfg.kd_output), self.cfg.kd_feature,
             f" on layers {self.layers} (teacher {self.teacher_layers})" if self.layers else "", self.cfg.kd_weight,
             ", no ground-truth loss" if self.cfg.no_gt else "",
         )  # fmt: skip
@@ -136,13 +145,50 @@ class Distiller(TrainingPlugin):
         for i, j in zip(self.layers, self.teacher_layers, strict=True):
             self.hooks.append(self.student.model[i].register_forward_hook(self._store(self._student_feats, i)))
             self.hooks.append(self.teacher.model[j].register_forward_hook(self._store(self._teacher_feats, i)))
-        if self.cfg.kd_output == "pseudo":
+        self.scales = part_scales(run.imgsz, self.student.detect.nl, self.student.nc)
+        if not run.resumed:  # a resumed run restored the check's verdict with its state
+            self.teacher_check = run.share(self._check_teacher(run) if run.main else None)
+            if run.main:
+                self._record_run(run)
+        self._apply_teacher_check()
+        if "pseudo" in self.outputs:
             nl, nc = self.student.detect.nl, self.student.nc
             self.pseudo_loss = YoloLoss(self.student.detect, LossConfig.from_hyp(run.hyp, nl, nc, run.imgsz))
         if self.cfg.unlabeled:
             self.unlabeled = self._unlabeled_batches(run)
-        if not run.resumed and run.main:
-            self._record_run(run)
+
+    def _check_teacher(self, run: RunContext) -> dict:
+        """Measure the teacher, and the student as it starts, on the validation split; judge the teacher."""
+        LOGGER.info("Measuring the teacher and the student before training on the validation set...")
+        t = evaluate(self.teacher, run.val_loader, run.names, desc="teacher").metrics()
+        was_training = self.student.training
+        try:
+            s = evaluate(self.student, run.val_loader, run.names, desc="student").metrics()
+        finally:
+            self.student.train(was_training)
+        t_map, s_map = t["metrics/mAP_0.5:0.95"], s["metrics/mAP_0.5:0.95"]
+        LOGGER.info("Teacher %s: mAP50 %.3f, mAP50-95 %.3f (student before training: mAP50-95 %.3f)",
+                    self.cfg.teacher, t["metrics/mAP_0.5"], t_map, s_map)  # fmt: skip
+        return {
+            "teacher_metrics": {k.split("/")[-1]: round(v, 5) for k, v in t.items()},
+            "student_start_mAP_0.5:0.95": round(s_map, 5),
+            "warning": teacher_warning(self.cfg.teacher, t_map, s_map, self.cfg.min_teacher_map),
+        }
+
+    def _apply_teacher_check(self) -> None:
+        """Warn about a weak teacher and take pseudo labels, which would teach its mistakes as truth, off."""
+        warning = self.teacher_check.get("warning", "")
+        if not warning:
+            return
+        LOGGER.warning(warning)
+        if "pseudo" in self.outputs:
+            self.outputs.remove("pseudo")
+            LOGGER.warning("Pseudo labels are off for this run (weak teacher); %s",
+                           f"training continues with {' + '.join(self.outputs)}" if self.outputs else
+                           "training continues without output distillation")  # fmt: skip
+            self.loss_names = self._names()
+        if not self.loss_names and not self.use_gt_loss:
+            raise ValueError(f"{warning}; with --no-gt and pseudo labels off nothing is left to learn from")
 
     @staticmethod
     def _store(store: dict, i: int):
@@ -169,14 +215,14 @@ class Distiller(TrainingPlugin):
         return cycle()
 
     def _record_run(self, run: RunContext) -> None:
-        """Measure the teacher once on the validation set and write ``kd.yaml`` with every distillation setting."""
-        LOGGER.info("Measuring the teacher on the validation set...")
-        result = evaluate(self.teacher, run.val_loader, run.names, desc="teacher")
+        """Write ``kd.yaml``: every distillation setting, the weights, and what the check of the teacher found."""
         record = {
             "teacher": self.cfg.teacher,
-            "teacher_metrics": {k.split("/")[-1]: round(v, 5) for k, v in result.metrics().items()},
+            **self.teacher_check,
             "settings": self.cfg.to_dict(),
+            "outputs_used": [k for k in self.outputs if k != "pseudo" or not self.teacher_check.get("warning")],
             "weights": self.w,
+            "part_scales": self.scales,
             "layers": self.layers,
             "teacher_layers": self.teacher_layers,
         }
@@ -209,18 +255,10 @@ class Distiller(TrainingPlugin):
     def _terms(self, imgs, preds, student_feats) -> dict[str, torch.Tensor]:
         t_pred, t_raw, t_feats = self._teacher_forward(imgs)
         out: dict[str, torch.Tensor] = {}
-        kind = self.cfg.kd_output
-        if kind == "pseudo":
-            out["kd_out"] = self.cfg.kd_weight * self.w["kd_pseudo"] * self._pseudo_term(imgs, preds, t_pred)
-        elif kind != "none":
-            kwargs = {"obj_thres": self.cfg.kd_obj_thres}
-            if kind in ("kl", "bce"):
-                kwargs["temperature"] = self.cfg.temperature
-            parts = OUTPUT_LOSSES[kind]([p.float() for p in preds], t_raw, **kwargs)
-            weighted = (
-                self.w["kd_box"] * parts["box"] + self.w["kd_obj"] * parts["obj"] + self.w["kd_cls"] * parts["cls"]
+        if self.outputs:
+            out["kd_out"] = self.cfg.kd_weight * sum(
+                self.w[f"kd_{kind}"] * self._output_term(kind, imgs, preds, t_pred, t_raw) for kind in self.outputs
             )
-            out["kd_out"] = self.cfg.kd_weight * self.w[f"kd_{kind}"] * weighted
         if self.cfg.kd_feature != "none":
             fn = FEATURE_LOSSES[self.cfg.kd_feature]
             total = torch.zeros((), device=imgs.device)
@@ -234,18 +272,20 @@ class Distiller(TrainingPlugin):
             out["kd_feat"] = self.cfg.kd_weight * self.w[f"kd_{self.cfg.kd_feature}"] * total
         return out
 
+    def _output_term(self, kind: str, imgs, preds, t_pred, t_raw) -> torch.Tensor:
+        """One output loss, its parts weighted by ``kd_box``, ``kd_obj``, ``kd_cls`` (scaled as the GT gains are)."""
+        if kind == "pseudo":
+            return self._pseudo_term(imgs, preds, t_pred)
+        kwargs = {"obj_thres": self.cfg.kd_obj_thres}
+        if kind in ("kl", "bce"):
+            kwargs["temperature"] = self.cfg.temperature
+        parts = OUTPUT_LOSSES[kind]([p.float() for p in preds], t_raw, **kwargs)
+        return sum(self.w[f"kd_{k}"] * self.scales[k] * parts[k] for k in ("box", "obj", "cls"))
+
     def _pseudo_term(self, imgs: torch.Tensor, preds: list[torch.Tensor], t_pred: torch.Tensor) -> torch.Tensor:
         """The YOLO loss of the student against the teacher's detections (per-image mean, like every KD term)."""
-        h, w = imgs.shape[2:]
         dets = non_max_suppression(t_pred, conf_thres=self.cfg.pseudo_conf, iou_thres=0.45, max_det=300)
-        rows = []
-        for b, d in enumerate(dets):
-            if len(d):
-                xyxy = d[:, :4]
-                cxcy = (xyxy[:, :2] + xyxy[:, 2:]) / 2 / torch.tensor((w, h), device=d.device)
-                wh = (xyxy[:, 2:] - xyxy[:, :2]) / torch.tensor((w, h), device=d.device)
-                rows.append(torch.cat((torch.full_like(d[:, :1], b), d[:, 5:6], cxcy, wh), 1))
-        targets = torch.cat(rows) if rows else torch.zeros((0, 6), device=imgs.device)
+        targets = pseudo_targets(dets, imgs.shape[2], imgs.shape[3])
         total, _ = self.pseudo_loss([p.float() for p in preds], targets)
         return total.squeeze(0) / imgs.shape[0]
 
@@ -254,9 +294,13 @@ class Distiller(TrainingPlugin):
         return {"kd": self.cfg.to_dict(), "kd_weights": dict(self.w)}
 
     def state_dict(self) -> dict:
-        return {"adapters": self.adapters.state_dict()} if len(self.adapters) else {}
+        state: dict = {"teacher_check": self.teacher_check}
+        if len(self.adapters):
+            state["adapters"] = self.adapters.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        self.teacher_check = dict(state.get("teacher_check") or {})
         if "adapters" in state:
             self.adapters.load_state_dict(state["adapters"])
             LOGGER.info("Restored %d distillation adapters", len(self.adapters))
@@ -267,3 +311,29 @@ class Distiller(TrainingPlugin):
         self.hooks.clear()
         self._student_feats.clear()
         self._teacher_feats.clear()
+
+
+def pseudo_targets(dets: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+    """Teacher detections as YOLO targets, boxes clipped to the image.
+
+    Args:
+        dets: per image ``[n, 6]`` rows ``(x1, y1, x2, y2, conf, class)`` in pixels of the network input.
+        height, width: the input's size in pixels.
+
+    Returns:
+        ``[N, 6]`` rows ``(image index, class, cx, cy, w, h)``, normalised to 0..1; boxes left with no area after
+        clipping are dropped.
+    """
+    rows = []
+    for b, d in enumerate(dets):
+        if not len(d):
+            continue
+        xyxy = d[:, :4].clone()
+        xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
+        xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+        size = torch.tensor((width, height), device=d.device, dtype=xyxy.dtype)
+        wh = (xyxy[:, 2:] - xyxy[:, :2]) / size
+        keep = (wh > 0).all(1)
+        cxcy = (xyxy[:, :2] + xyxy[:, 2:]) / 2 / size
+        rows.append(torch.cat((torch.full_like(d[:, :1], b), d[:, 5:6], cxcy, wh), 1)[keep])
+    return torch.cat(rows) if rows else torch.zeros((0, 6), device=dets[0].device if dets else None)

@@ -10,18 +10,21 @@ Conventions shared by all three losses:
 
 - The teacher's outputs are detached and cast, like the student's, to float32 (float64 stays float64), so that an
   fp16 teacher or a student run under autocast is compared at full precision. Gradients reach only the student.
-- ``w = sigmoid(t_obj)`` ``[B, na, H, W]`` is the teacher's objectness. It weights the box and class terms, so
-  cells where the teacher sees background contribute (almost) nothing to them.
+- ``w = sigmoid(t_obj)`` ``[B, na, H, W]`` is the teacher's objectness. The box and class terms are means over the
+  cells the teacher believes in: ``sum(w * err) / sum(w)``. A plain mean over all cells would make them vanish
+  next to the ground-truth loss (most cells are background) and shrink as the image, hence the grid, grows.
 - ``obj_thres`` (``None`` or a float in ``[0, 1)``) gates the box and class terms further: a cell contributes only
-  where ``w > obj_thres``. The gate is a 0/1 mask multiplied into the weight; the mean is still taken over *all*
-  cells, never over the cells that pass, so that a gate letting few cells through cannot divide by a tiny count
-  and blow the term up. The objectness term is never gated. In :func:`l2_output_loss` it is weighted by ``w`` like
-  the other terms (the objectness-weighted L2 of the issue that specified it); the BCE and KL losses compare
-  objectness on every cell, unweighted, so they also teach the student where the teacher sees no object.
+  where ``w > obj_thres``. The gate is a 0/1 mask multiplied into the weight; a weighted mean is bounded by the
+  largest error, so a gate letting few cells through cannot blow the term up, and one letting none through gives 0.
+- The objectness term is compared on **every** cell, unweighted and never gated, so that the student also learns
+  where the teacher sees nothing.
 - Box term (all losses): YOLOv5 decodes every box channel through a sigmoid
   (``xy = 2 * sigmoid(t_xy) - 0.5``, ``wh = (2 * sigmoid(t_wh))^2``), so boxes are compared as the sigmoids of the
-  ``xywh`` logits, a bounded quantity in ``(0, 1)``, with an objectness-weighted squared error:
-  ``box = sum_i mean(w * (sigmoid(p_xywh) - sigmoid(t_xywh))^2)`` (mean over ``B, na, H, W`` and the 4 channels).
+  ``xywh`` logits, a bounded quantity in ``(0, 1)``:
+  ``box = sum_i sum(w * mean_4((sigmoid(p_xywh) - sigmoid(t_xywh))^2)) / sum(w)``.
+- Scale: each term has the form of the ground-truth part it mirrors (objectness a mean over every cell; box and
+  class means over the cells with objects), so the caller scales them as the ground-truth gains are scaled
+  (:func:`part_scales`), and their ratio to the ground-truth loss does not drift with image size or class count.
 
 The losses:
 
@@ -44,7 +47,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OUTPUT_LOSSES", "bce_output_loss", "kl_output_loss", "l2_output_loss"]
+__all__ = ["OUTPUT_LOSSES", "bce_output_loss", "kl_output_loss", "l2_output_loss", "part_scales"]
 
 #: index of the objectness logit and of the first class logit in the last dimension of a raw head output
 _OBJ, _CLS = 4, 5
@@ -105,9 +108,14 @@ def _cell_weight(t: torch.Tensor, obj_thres: float | None) -> torch.Tensor:
     return w
 
 
+def _weighted_mean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``sum(w * err) / sum(w)``: ``err`` and ``w`` ``[B, na, H, W]``; 0 where every weight is 0."""
+    return (w * err).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+
+
 def _box_term(p: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``mean(w * (sigmoid(p_xywh) - sigmoid(t_xywh))^2)`` over ``[B, na, H, W, 4]``; ``w`` is ``[B, na, H, W]``."""
-    return (w.unsqueeze(-1) * (p[..., :4].sigmoid() - t[..., :4].sigmoid()).pow(2)).mean()
+    """Squared error of the ``xywh`` sigmoids (mean of the 4), averaged over cells with weights ``w``."""
+    return _weighted_mean((p[..., :4].sigmoid() - t[..., :4].sigmoid()).pow(2).mean(-1), w)
 
 
 def _bce_obj_term(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -119,10 +127,21 @@ def _sum_levels(terms: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]
     return {k: torch.stack(v).sum() for k, v in terms.items()}
 
 
+def part_scales(imgsz: int, nl: int, nc: int) -> dict[str, float]:
+    """Factors of the ``box``, ``obj`` and ``cls`` terms: those of the ground-truth loss's gains (as YOLOv5 scales
+    them), ``box: 3 / nl``, ``obj: (imgsz / 640)^2 * 3 / nl``, ``cls: nc / 80 * 3 / nl``.
+
+    Each distillation part has the form of the ground-truth part it mirrors: objectness a mean over every cell (the
+    grid grows with the image's area), box and class means over the cells with objects, class scores a mean over
+    ``nc``. Scaled alike, their ratio to the ground-truth loss does not drift with the image size or class count.
+    """
+    return {"box": 3 / nl, "obj": (imgsz / 640) ** 2 * 3 / nl, "cls": nc / 80 * 3 / nl}
+
+
 def l2_output_loss(
     student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], obj_thres: float | None = None
 ) -> dict[str, torch.Tensor]:
-    """Objectness-weighted squared errors between student and teacher scores (Mehta & Ozturk 2018).
+    """Squared errors between student and teacher scores (Mehta & Ozturk 2018).
 
     Args:
         student: per level ``[B, na, H_i, W_i, 5 + nc]`` raw logits of the student (with gradients).
@@ -133,17 +152,17 @@ def l2_output_loss(
     ``(0, 1)``; squared errors of logits would be dominated by confidently-negative background cells whose logits
     differ by large but meaningless amounts. With ``w = sigmoid(t_obj)`` ``[B, na, H, W]``:
 
-    - ``box = sum_i mean(w * (sigmoid(p_xywh) - sigmoid(t_xywh))^2)``
-    - ``obj = sum_i mean(w * (sigmoid(p_obj) - sigmoid(t_obj))^2)`` (weighted, never gated): background cells,
-      where ``w`` is near 0, are left to the ground-truth loss; use ``bce`` to distil background too
-    - ``cls = sum_i mean(w * (sigmoid(p_cls) - sigmoid(t_cls))^2)`` (mean over cells and the ``nc`` classes)
+    - ``obj = sum_i mean((sigmoid(p_obj) - sigmoid(t_obj))^2)`` over every cell, unweighted and never gated: the
+      student learns where the teacher sees an object and where it sees none
+    - ``box = sum_i sum(w * mean_4((sigmoid(p_xywh) - sigmoid(t_xywh))^2)) / sum(w)``
+    - ``cls = sum_i sum(w * mean_nc((sigmoid(p_cls) - sigmoid(t_cls))^2)) / sum(w)``
 
     The price of sigmoid space is a vanishing gradient where the student's logit is saturated on the wrong side;
     :func:`bce_output_loss` does not have that problem for objectness and classes.
 
     Returns:
-        ``{"box", "obj", "cls"}``: scalar tensors, each the sum over levels of a per-level mean. All are exactly 0
-        when the student equals the teacher.
+        ``{"box", "obj", "cls"}``: scalar tensors, each a sum over levels. All are exactly 0 when the student equals
+        the teacher.
 
     Raises:
         ValueError: the levels differ in number or shape (the message names both shapes and the level), or
@@ -154,9 +173,8 @@ def l2_output_loss(
     for p, t in _pairs(student, teacher):
         w = _cell_weight(t, obj_thres)
         terms["box"].append(_box_term(p, t, w))
-        w_obj = t[..., _OBJ].sigmoid()  # the gate never applies to objectness
-        terms["obj"].append((w_obj * (p[..., _OBJ].sigmoid() - t[..., _OBJ].sigmoid()).pow(2)).mean())
-        terms["cls"].append((w.unsqueeze(-1) * (p[..., _CLS:].sigmoid() - t[..., _CLS:].sigmoid()).pow(2)).mean())
+        terms["obj"].append((p[..., _OBJ].sigmoid() - t[..., _OBJ].sigmoid()).pow(2).mean())
+        terms["cls"].append(_weighted_mean((p[..., _CLS:].sigmoid() - t[..., _CLS:].sigmoid()).pow(2).mean(-1), w))
     return _sum_levels(terms)
 
 
@@ -177,18 +195,17 @@ def bce_output_loss(
     With ``w = sigmoid(t_obj)`` ``[B, na, H, W]`` and ``BCE(x, y) = -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x)))``
     evaluated from the logit ``x``:
 
-    - ``box = sum_i mean(w * (sigmoid(p_xywh) - sigmoid(t_xywh))^2)`` (as in :func:`l2_output_loss`: boxes are a
-      regression, not a probability)
-    - ``obj = sum_i mean(BCE(p_obj, sigmoid(t_obj)))`` (logits in, unweighted, ungated)
-    - ``cls = sum_i mean(w * BCE(p_cls / T, sigmoid(t_cls / T))) * T^2`` (mean over cells and the ``nc`` classes;
-      the ``T^2`` keeps the gradient magnitude roughly independent of ``T``, as in Hinton et al. 2015)
+    - ``box``: as in :func:`l2_output_loss` (boxes are a regression, not a probability)
+    - ``obj = sum_i mean(BCE(p_obj, sigmoid(t_obj)))`` (logits in, every cell, unweighted, ungated)
+    - ``cls = sum_i sum(w * mean_nc(BCE(p_cls / T, sigmoid(t_cls / T)))) / sum(w) * T^2`` (the ``T^2`` keeps the
+      gradient magnitude roughly independent of ``T``, as in Hinton et al. 2015)
 
     A cross-entropy against soft targets is not 0 at ``student == teacher``: ``obj`` and ``cls`` are then at their
     minimum, the (weighted) entropy of the teacher's scores, and their gradient w.r.t. the student is exactly 0.
     That constant has no effect on training. ``box`` is 0 there.
 
     Returns:
-        ``{"box", "obj", "cls"}``: scalar tensors, each the sum over levels of a per-level mean.
+        ``{"box", "obj", "cls"}``: scalar tensors, each a sum over levels.
 
     Raises:
         ValueError: the levels differ in number or shape (the message names both shapes and the level), or
@@ -203,7 +220,7 @@ def bce_output_loss(
         terms["obj"].append(_bce_obj_term(p, t))
         soft = (t[..., _CLS:] / temperature).sigmoid()
         bce = F.binary_cross_entropy_with_logits(p[..., _CLS:] / temperature, soft, reduction="none")
-        terms["cls"].append((w.unsqueeze(-1) * bce).mean() * temperature**2)
+        terms["cls"].append(_weighted_mean(bce.mean(-1), w) * temperature**2)
     return _sum_levels(terms)
 
 
@@ -230,12 +247,12 @@ def kl_output_loss(
     With ``w = sigmoid(t_obj)`` ``[B, na, H, W]``, ``q_t = softmax(t_cls / T)`` and ``q_s = softmax(p_cls / T)`` over
     the class dimension:
 
-    - ``box = sum_i mean(w * (sigmoid(p_xywh) - sigmoid(t_xywh))^2)`` (as in :func:`l2_output_loss`)
+    - ``box``: as in :func:`l2_output_loss`
     - ``obj = sum_i mean(BCE(p_obj, sigmoid(t_obj)))`` (as in :func:`bce_output_loss`)
-    - ``cls = sum_i mean_cells(w * T^2 * sum_c q_t log(q_t / q_s))`` (sum over classes, mean over ``B, na, H, W``)
+    - ``cls = sum_i sum(w * T^2 * sum_c q_t log(q_t / q_s)) / sum(w)`` (sum over classes, weighted mean over cells)
 
     Returns:
-        ``{"box", "obj", "cls"}``: scalar tensors, each the sum over levels of a per-level mean. ``box`` and ``cls``
+        ``{"box", "obj", "cls"}``: scalar tensors, each a sum over levels. ``box`` and ``cls``
         are exactly 0 when the student equals the teacher; ``obj`` is then at its minimum (zero gradient).
 
     Raises:
@@ -259,7 +276,7 @@ def kl_output_loss(
         log_qs = F.log_softmax(p[..., _CLS:] / temperature, dim=-1)
         log_qt = F.log_softmax(t[..., _CLS:] / temperature, dim=-1)
         kl = (log_qt.exp() * (log_qt - log_qs)).sum(-1)  # [B, na, H, W]
-        terms["cls"].append((w * kl).mean() * temperature**2)
+        terms["cls"].append(_weighted_mean(kl, w) * temperature**2)
     return _sum_levels(terms)
 
 

@@ -55,3 +55,23 @@ def adopt_teacher_anchors(student: Model, teacher: Model) -> None:
         student.detect.anchors.copy_(teacher.detect.anchors.to(student.detect.anchors))
     px = (teacher.detect.anchors * teacher.detect.stride.view(-1, 1, 1)).view(-1, 2).round().int().tolist()
     LOGGER.info("Distillation: the student uses the teacher's anchors %s (autoanchor is off)", px)
+
+
+def teacher_warning(path: str, teacher_map: float, student_map: float, floor: float) -> str:
+    """The warning for a weak teacher, or ``''`` for a usable one. Maps are mAP50-95 on the validation split.
+
+    Rule: a teacher is weak when its mAP50-95 is below ``floor`` (``--min-teacher-map``, 0.05 by default: it learnt
+    next to nothing), or below the student's own before training (a student started from trained or pruned weights
+    that is already better). How far a student trained alone would get is not known before training; these are
+    the cases known up front.
+    """
+    if teacher_map < floor:
+        why = f"below --min-teacher-map {floor:g} (it has learnt next to nothing)"
+    elif teacher_map < student_map:
+        why = f"below the student's own {student_map:.3f} before training"
+    else:
+        return ""
+    return (
+        f"weak teacher: {path} scores mAP50-95 {teacher_map:.3f} on the validation split, {why}; "
+        "distilling from it can make the student worse than training it alone"
+    )

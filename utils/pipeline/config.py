@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from utils.cli import PlainConfig
-from utils.distill.config import FEATURE_KINDS, OUTPUT_KINDS
+from utils.distill.config import DEFAULT_OUTPUT, FEATURE_KINDS, output_kinds
 from utils.files import load_yaml
 
 
@@ -26,7 +26,7 @@ class PipelineConfig(PlainConfig):
     recover_epochs: int = 10  # pruned teacher, fine-tuned by distillation from the unpruned one
     batch_size: int = 16
     hyp: str = "data/hyps/hyp.scratch-low.yaml"
-    kd_output: str = "l2"  # see train_kd.py --kd-output
+    kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # see train_kd.py --kd-output
     kd_feature: str = "none"  # see train_kd.py --kd-feature
     prune_ratio: float = 0.5  # fraction of channels removed from the teacher (tools/prunmodel.py --ratio)
     device: str = ""  # '' = GPU 0 if there is one, else CPU
@@ -42,8 +42,7 @@ class PipelineConfig(PlainConfig):
                 raise ValueError(f"pipeline setting {key!r} must be at least 1, got {getattr(self, key)}")
         if not 0 < self.prune_ratio < 1:
             raise ValueError(f"pipeline setting 'prune_ratio' must be in (0, 1), got {self.prune_ratio}")
-        if self.kd_output not in OUTPUT_KINDS:
-            raise ValueError(f"pipeline setting 'kd_output' {self.kd_output!r} is not one of {OUTPUT_KINDS}")
+        self.kd_output = output_kinds(self.kd_output, "pipeline setting 'kd_output'")
         if self.kd_feature not in FEATURE_KINDS:
             raise ValueError(f"pipeline setting 'kd_feature' {self.kd_feature!r} is not one of {FEATURE_KINDS}")
 

@@ -74,7 +74,7 @@ def _train_args(cfg: PipelineConfig, run: Path, name: str, epochs: int) -> list[
 
 
 def _kd_args(cfg: PipelineConfig, teacher: Path) -> list[str]:
-    return ["--teacher", str(teacher), "--kd-output", cfg.kd_output, "--kd-feature", cfg.kd_feature]
+    return ["--teacher", str(teacher), "--kd-output", *cfg.kd_output, "--kd-feature", cfg.kd_feature]
 
 
 def _val_command(cfg: PipelineConfig, run: Path, weights: Path, name: str) -> list[str]:

@@ -181,6 +181,7 @@ class Trainer:
                 self.hyp,
                 resumed=self.resume_ckpt is not None,
                 main=self.dist.main,
+                share=lambda obj: ddp.broadcast_object(obj, self.dist),
             )
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ class RunContext:
     hyp: dict
     resumed: bool
     main: bool = True  # False in the other processes of a multi-process (DDP) run: no files, no validation
+    #: ``share(obj)`` returns the main process's ``obj`` in every process (a decision only it can take)
+    share: Callable[[object], object] = lambda obj: obj  # noqa: E731
 
 
 class TrainingPlugin:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from utils.distill.output_losses import OUTPUT_LOSSES, bce_output_loss, kl_output_loss, l2_output_loss
+from utils.distill.output_losses import OUTPUT_LOSSES, bce_output_loss, kl_output_loss, l2_output_loss, part_scales
 
 NA, NC = 3, 4
 GRIDS = ((4, 4), (2, 2))
@@ -67,7 +67,9 @@ def test_bce_class_minimum_is_weighted_entropy_of_soft_targets():
     temperature = 2.0
     out = bce_output_loss(t, t, temperature=temperature)
     expected = sum(
-        (x[..., 4].sigmoid().unsqueeze(-1) * _bernoulli_entropy(x[..., 5:] / temperature)).mean() * temperature**2
+        (x[..., 4].sigmoid() * _bernoulli_entropy(x[..., 5:] / temperature).mean(-1)).sum()
+        / x[..., 4].sigmoid().sum()
+        * temperature**2
         for x in t
     )
     assert out["cls"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -144,25 +146,61 @@ def test_obj_gate_zeroes_box_and_cls_below_threshold(name):
     assert gated["obj"].item() > ref["obj"].item() + 1e-4
 
 
-def test_obj_gate_keeps_mean_over_all_cells():
-    # the kept cell's contribution is divided by the number of all cells (2), not of the kept ones (1)
-    hi = math.log(0.7 / 0.3)
+def test_box_and_cls_are_means_over_the_teachers_objects():
+    # two cells with teacher objectness 0.3 and 0.7; the student errs only in the second: the box term is
+    # (0.7 * err) / (0.3 + 0.7), not a mean over all cells (which would halve it)
+    lo, hi = math.log(0.3 / 0.7), math.log(0.7 / 0.3)
     t = [torch.zeros(1, 1, 1, 2, 6)]
-    t[0][0, 0, 0, 0, 4], t[0][0, 0, 0, 1, 4] = -hi, hi
+    t[0][0, 0, 0, 0, 4], t[0][0, 0, 0, 1, 4] = lo, hi
     s = [t[0].clone()]
-    s[0][0, 0, 0, 1, 0] = math.log(3.0)  # sigmoid 0.75 vs teacher's 0.5 in one box channel of the kept cell
-    out = l2_output_loss(s, t, obj_thres=0.5)
-    assert out["box"].item() == pytest.approx(0.7 * 0.25**2 / (2 * 4), rel=1e-5)
+    s[0][0, 0, 0, 1, 0] = math.log(3.0)  # sigmoid 0.75 vs teacher's 0.5 in one of the 4 box channels
+    s[0][0, 0, 0, 1, 5] = math.log(3.0)  # and in the class score
+    out = l2_output_loss(s, t)
+    assert out["box"].item() == pytest.approx(0.7 * 0.25**2 / 4 / 1.0, rel=1e-5)
+    assert out["cls"].item() == pytest.approx(0.7 * 0.25**2 / 1.0, rel=1e-5)
+    # with the gate at 0.5 only the second cell counts: its own error
+    gated = l2_output_loss(s, t, obj_thres=0.5)
+    assert gated["box"].item() == pytest.approx(0.25**2 / 4, rel=1e-5)
+    # a gate that lets no cell through gives 0, not a division by zero
+    none = l2_output_loss(s, t, obj_thres=0.9)
+    assert none["box"].item() == 0.0 and none["cls"].item() == 0.0
+
+
+def test_weighted_means_do_not_shrink_with_the_grid():
+    # the same object on a grid four times larger (more background cells) gives the same box and class terms
+    t, s = _one_cell([0.0] * 4, 2.0, [1.0]), _one_cell([1.0, 0.0, 0.0, 0.0], 2.0, [-1.0])
+    small = l2_output_loss(s, t)
+    big_t = torch.full((1, 1, 2, 2, 6), -30.0)  # background: objectness logit -30
+    big_s = big_t.clone()
+    big_t[0, 0, 0, 0], big_s[0, 0, 0, 0] = t[0].flatten(), s[0].flatten()
+    big = l2_output_loss([big_s], [big_t])
+    for key in ("box", "cls"):
+        assert big[key].item() == pytest.approx(small[key].item(), rel=1e-6), key
+
+
+def test_l2_objectness_is_unweighted_on_background():
+    # the teacher sees nothing (w ~ 0) and the student sees an object there: l2 objectness still counts it
+    t = _one_cell([0.0] * 4, -30.0, [0.0])
+    s = _one_cell([0.0] * 4, math.log(3.0), [0.0])
+    out = l2_output_loss(s, t)
+    assert out["obj"].item() == pytest.approx(0.75**2, rel=1e-5)
+
+
+def test_part_scales_follow_the_ground_truth_gains():
+    assert part_scales(640, 3, 80) == {"box": 1.0, "obj": 1.0, "cls": 1.0}
+    half = part_scales(320, 3, 3)
+    assert half["obj"] == pytest.approx(0.25) and half["box"] == 1.0 and half["cls"] == pytest.approx(3 / 80)
+    assert part_scales(640, 4, 80)["box"] == pytest.approx(0.75)
 
 
 def test_l2_hand_checked_single_cell():
     t = _one_cell([0.0, 0.0, 0.0, 0.0], 0.0, [0.0, 0.0])
     s = _one_cell([math.log(3.0), 0.0, 0.0, 0.0], math.log(3.0), [math.log(3.0), -math.log(3.0)])
     out = l2_output_loss(s, t)
-    # sigmoid(log 3) = 0.75; w = sigmoid(0) = 0.5
-    assert out["box"].item() == pytest.approx(0.5 * 0.25**2 / 4, rel=1e-6)
-    assert out["obj"].item() == pytest.approx(0.5 * 0.25**2, rel=1e-6)  # objectness-weighted too
-    assert out["cls"].item() == pytest.approx(0.5 * 0.25**2, rel=1e-6)
+    # sigmoid(log 3) = 0.75; w = sigmoid(0) = 0.5 weights the only cell, so the weighted means are its errors
+    assert out["box"].item() == pytest.approx(0.25**2 / 4, rel=1e-6)
+    assert out["obj"].item() == pytest.approx(0.25**2, rel=1e-6)  # unweighted
+    assert out["cls"].item() == pytest.approx(0.25**2, rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["l2", "bce", "kl"])
@@ -199,7 +237,7 @@ def test_bce_class_term_hand_checked_with_temperature():
     s = _one_cell([0.0] * 4, 0.0, [0.0])
     out = bce_output_loss(s, t, temperature=2.0)
     bce = -(0.75 * math.log(0.5) + 0.25 * math.log(0.5))  # student sigmoid(0 / 2) = 0.5
-    assert out["cls"].item() == pytest.approx(0.5 * bce * 4.0, rel=1e-6)
+    assert out["cls"].item() == pytest.approx(bce * 4.0, rel=1e-6)  # the only cell: its weight cancels
     assert out["obj"].item() == pytest.approx(math.log(2.0), rel=1e-6)
 
 
@@ -209,7 +247,7 @@ def test_kl_class_term_hand_checked_with_temperature():
     s = _one_cell([0.0] * 4, math.log(3.0), [0.0, 0.0])
     out = kl_output_loss(s, t, temperature=2.0)
     kl = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
-    assert out["cls"].item() == pytest.approx(0.75 * 4.0 * kl, rel=1e-6)
+    assert out["cls"].item() == pytest.approx(4.0 * kl, rel=1e-6)  # the only cell: its weight cancels
 
 
 def test_high_temperature_limits():
