@@ -203,3 +203,76 @@ def test_kd_run_keeps_teacher_and_resume_restores_adapters(teacher_path, tmp_pat
     assert (result.save_dir / "kd.yaml").is_file()
     rows = (result.save_dir / "results.csv").read_text().splitlines()
     assert rows[0].split(",")[4:6] == ["train/kd_out", "train/kd_feat"] and len(rows) == 3
+
+
+# ------------------------------------------------------------------------------------ combined output losses
+def test_output_losses_add_up_each_with_its_gain(teacher_path, tmp_path):
+    torch.manual_seed(0)
+    student = Model("yolov5n.yaml", nc=3).train()
+    imgs = torch.rand(2, 3, 64, 64)
+    preds = student(imgs)
+    hyp = {**HYP, "kd_bce": 0.7, "kd_pseudo": 0.3}
+    parts = {}
+    for outputs in (["bce"], ["pseudo"], ["bce", "pseudo"]):
+        d = Distiller(KDConfig(teacher=str(teacher_path), kd_output=outputs, pseudo_conf=0.01), hyp)
+        d.setup(student, torch.device("cpu"))
+        d.before_training(_context(tmp_path))
+        parts["+".join(outputs)] = d.losses(imgs, preds, torch.zeros((0, 6)))["kd_out"]
+        d.close()
+    assert parts["bce"].item() > 0 and parts["pseudo"].item() > 0
+    assert parts["bce+pseudo"].item() == pytest.approx(parts["bce"].item() + parts["pseudo"].item(), rel=1e-5)
+    # each single loss is its gain times the unit-gain loss
+    d = Distiller(KDConfig(teacher=str(teacher_path), kd_output=["bce"]), {**hyp, "kd_bce": 1.0})
+    d.setup(student, torch.device("cpu"))
+    d.before_training(_context(tmp_path))
+    assert parts["bce"].item() == pytest.approx(0.7 * d.losses(imgs, preds, torch.zeros((0, 6)))["kd_out"].item())
+
+
+def test_output_parts_are_scaled_like_the_ground_truth_gains(teacher_path, tmp_path):
+    from utils.distill.output_losses import bce_output_loss, part_scales
+
+    torch.manual_seed(1)
+    student = Model("yolov5n.yaml", nc=3).train()
+    d = _distiller(teacher_path, tmp_path, student, kd_output="bce")
+    imgs = torch.rand(2, 3, 64, 64)
+    preds = student(imgs)
+    got = d.losses(imgs, preds, torch.zeros((0, 6)))["kd_out"]
+    with torch.no_grad():
+        _, t_raw = d.teacher(imgs)
+    parts = bce_output_loss([p.detach() for p in preds], t_raw)
+    scales = part_scales(64, 3, 3)  # the context's image size; the student's levels and classes
+    want = sum(HYP[f"kd_{k}"] * scales[k] * parts[k] for k in ("box", "obj", "cls")) * d.w["kd_bce"]
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_pseudo_targets_are_clipped_to_the_image():
+    from utils.distill.distiller import pseudo_targets
+
+    dets = [
+        torch.tensor([[-10.0, 5.0, 30.0, 70.0, 0.9, 2.0], [70.0, 10.0, 90.0, 20.0, 0.8, 1.0]]),  # 2nd: all outside
+        torch.zeros((0, 6)),
+        torch.tensor([[8.0, 8.0, 24.0, 40.0, 0.7, 0.0]]),
+    ]
+    t = pseudo_targets(dets, height=64, width=64)
+    want = torch.tensor([[0, 2, 15 / 64, 34.5 / 64, 30 / 64, 59 / 64], [2, 0, 16 / 64, 24 / 64, 16 / 64, 32 / 64]])
+    assert torch.allclose(t, want)
+    assert pseudo_targets([torch.zeros((0, 6))], 64, 64).shape == (0, 6)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["bce", "bce"], "named once"),
+        (["none", "bce"], "cannot be combined"),
+        (["soft"], "not one of"),
+        ([], "at least"),
+    ],
+)
+def test_kd_output_lists_are_checked(teacher_path, value, message):
+    with pytest.raises(ValueError, match=message):
+        KDConfig(teacher=str(teacher_path), kd_output=value)
+
+
+def test_kd_output_from_an_older_checkpoint_is_one_name(teacher_path):
+    assert KDConfig.from_dict({"teacher": str(teacher_path), "kd_output": "bce"}).kd_output == ["bce"]
+    assert KDConfig(teacher=str(teacher_path), kd_output="none", kd_feature="at").outputs == []
