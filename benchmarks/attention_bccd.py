@@ -44,8 +44,7 @@ def _run(a, data: Path, name: str, model: str, epochs: int, hyp: str, kd: KDConf
         workers=a.workers, seed=a.seed, project=str(RUNS), name=name, exist_ok=True, noval=True, noplots=True,
     )  # fmt: skip
     t0 = time.time()
-    plugin = Distiller(kd, load_yaml(hyp)) if kd is not None else None
-    result = train(cfg, plugin=plugin)
+    result = train(cfg, [Distiller(kd, load_yaml(hyp))] if kd is not None else [])
     net = Model(f"{model}.yaml", nc=load_yaml(data)["nc"])
     payload = {
         "run": name,

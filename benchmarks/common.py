@@ -87,10 +87,12 @@ def train_resumable(cfg, plugin_factory=None) -> tuple[Path, float | None]:
     """Train ``cfg`` (a TrainConfig) as a normal run, continuing it with ``--resume`` when an earlier process left
     an unfinished ``last.pt`` in its run folder (``cfg.project/cfg.name``), and not at all when that run finished.
 
-    ``plugin_factory()`` makes the run's add-on (or None); a resumed run needs it rebuilt too. Returns the final
+    ``plugin_factory()`` makes the run's add-on (or None) for a new run; a resumed one rebuilds it from its
+    checkpoint. Returns the final
     ``last.pt`` and the seconds per epoch of this process's share of the run (None when nothing was left to train).
     """
     from utils.checkpoint import load_plain
+    from utils.training.config import TrainConfig
     from utils.training.engine import train
 
     last = Path(cfg.project) / cfg.name / "weights" / "last.pt"
@@ -98,6 +100,7 @@ def train_resumable(cfg, plugin_factory=None) -> tuple[Path, float | None]:
         if int(load_plain(last).get("epoch", -1)) < 0:  # finished: only the final weights are left in it
             return last, None
         print(f"continuing {last} with --resume", flush=True)
-        cfg.resume = str(last)
-    result = train(cfg, plugin=plugin_factory() if plugin_factory else None)
+        result = train(TrainConfig(resume=str(last)))  # the checkpoint rebuilds the run's add-ons
+    else:
+        result = train(cfg, [plugin_factory()] if plugin_factory else [])
     return result.last, result.seconds_per_epoch

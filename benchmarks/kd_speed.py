@@ -3,9 +3,10 @@
     python benchmarks/kd_speed.py --teacher yolov5s --student yolov5n --imgsz 320 --batch-size 16
 
 A step is forward, loss, backward and an SGD step on random images and targets (data loading left out), run
-through the same Distiller that train_kd.py uses. The teacher is a randomly initialised model of the given yaml
-(speed does not depend on its weights), or a checkpoint given with --teacher-weights. Goal checked in the JSON:
-a KD step costs no more than a plain step plus the fused teacher's forward pass plus 10%.
+through the engine's step function (utils.training.step) and the same Distiller that train_kd.py uses. The
+teacher is a randomly initialised model of the given yaml (speed does not depend on its weights), or a checkpoint
+given with --teacher-weights. Goal checked in the JSON: a KD step costs no more than a plain step plus the fused
+teacher's forward pass plus 10%.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.distill.teacher import load_teacher
 from utils.files import load_yaml
-from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
-from utils.training.plugin import RunContext
+from utils.training.addons import RunContext
+from utils.training.step import bare_stepper
 
 SETTINGS = [
     ("plain", None, None),
@@ -64,30 +65,15 @@ def measure(a) -> dict:
         for name, kd_out, kd_feat in SETTINGS:
             torch.manual_seed(0)
             student = Model(f"{a.student}.yaml", nc=3).to(device).train()
-            plugin = None
+            addons = []
             if kd_out is not None:
-                plugin = Distiller(KDConfig(teacher=str(teacher_file), kd_output=kd_out, kd_feature=kd_feat), hyp)
-                plugin.setup(student, device)
-                ctx = RunContext(Path(tmp), device, ["a", "b", "c"], None, None, a.imgsz, hyp, resumed=True)
-                plugin.before_training(ctx)
-            params = list(student.parameters()) + [
-                p for m in (plugin.trainable_modules() if plugin else []) for p in m.parameters()
-            ]
-            opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-            loss_fn = YoloLoss(student.detect, LossConfig.from_hyp(hyp, 3, 3, a.imgsz))
-
-            def step(student=student, plugin=plugin, opt=opt, loss_fn=loss_fn):
-                preds = student(imgs)
-                loss, _ = loss_fn(preds, targets)
-                if plugin is not None:
-                    loss = loss + sum(plugin.losses(imgs, preds, targets).values()) * imgs.shape[0]
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-
-            out[name] = round(_time(step, a.steps, a.warmup, device), 4)
-            if plugin is not None:
-                plugin.close()
+                kd = KDConfig(teacher=str(teacher_file), kd_output=kd_out, kd_feature=kd_feat)
+                addons = [Distiller(kd, hyp)]
+            run = RunContext(Path(tmp), device, ["a", "b", "c"], None, None, a.imgsz, hyp, resumed=True)
+            stepper = bare_stepper(student, addons, run, device)
+            out[name] = round(_time(lambda stepper=stepper: stepper.step(imgs, targets), a.steps, a.warmup, device), 4)
+            for addon in addons:
+                addon.close()
     budget = out["plain"] + out["teacher_forward"]
     out["goal_kd_step_le_plain_plus_teacher_plus_10pct"] = {
         k: round(v / budget, 3) for k, v in out.items() if k.startswith(("kd_", "feat_"))

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> Path:
 
         def run() -> dict:
             kd = None if kd_output is None else KDConfig(teacher=str(a.teacher), kd_output=kd_output)
-            result = train(cfg, plugin=None if kd is None else Distiller(kd, load_yaml(hyp)))
+            result = train(cfg, [] if kd is None else [Distiller(kd, load_yaml(hyp))])
             weights = str(result.last.relative_to(REPO))
             return {"kind": kind, "seed": seed, "epochs": a.epochs, "command": command,
                     "commit": commit, "seconds_per_epoch": round(result.seconds_per_epoch, 2),

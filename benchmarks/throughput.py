@@ -2,7 +2,8 @@
 
     python benchmarks/throughput.py --model yolov5s --imgsz 320 --batch-size 16
 
-One step = forward, YOLOv5 loss, backward, SGD step; data loading is left out (see train_bccd.py for end-to-end
+One step = forward, YOLOv5 loss, backward, SGD step (the engine's step function, utils.training.step); data
+loading is left out (see train_bccd.py for end-to-end
 epoch times). Warm-up steps are not timed. Writes JSON (default benchmarks/results/throughput_<model>_<imgsz>.json).
 """
 
@@ -16,8 +17,9 @@ import torch
 
 from benchmarks.common import REPO, environment, step_times, write_json
 from models.yolo import Model
-from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
+from utils.training.addons import RunContext
+from utils.training.step import bare_stepper
 
 
 def random_targets(batch: int, per_image: int, nc: int, generator: torch.Generator) -> torch.Tensor:
@@ -34,18 +36,11 @@ def measure(model_name: str, imgsz: int, batch: int, steps: int, warmup: int, de
     dev = select_device(device)
     g = torch.Generator().manual_seed(0)
     model = Model(f"{model_name}.yaml", nc=3).to(dev).train()
-    loss_fn = YoloLoss(model.detect, LossConfig.from_hyp({}, 3, 3, imgsz))
-    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    run = RunContext(Path("."), dev, ["a", "b", "c"], None, None, imgsz, {}, resumed=True)
+    stepper = bare_stepper(model, [], run, dev)
     imgs = torch.rand(batch, 3, imgsz, imgsz, generator=g).to(dev)
     targets = random_targets(batch, 20, 3, g).to(dev)
-
-    def step():
-        loss, _ = loss_fn(model(imgs), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    times = step_times(step, steps, warmup, dev)
+    times = step_times(lambda: stepper.step(imgs, targets), steps, warmup, dev)
     median = statistics.median(times)
     return {
         "seconds_per_step_median": round(median, 4),

@@ -116,22 +116,23 @@ def test_train_kd_survives_kill_9_with_adapters_and_settings_restored(work, trai
     tmp, data = work
     teacher = train_run / "weights" / "best.pt"
     kd = ["--teacher", str(teacher), "--kd-output", "l2", "--kd-feature", "fitnet", "--kd-weight", "0.5"]
-    common = [*TINY, "--data", str(data), "--epochs", "3", "--project", str(tmp / "kd"), *kd]
+    common = [*TINY, "--data", str(data), "--epochs", "3", "--project", str(tmp / "runs" / "kd"), *kd]
     # the uninterrupted run, stopped in epoch 2 so that its last.pt keeps epoch 1 with the training state
     launch(tmp, "train_kd.py", [*common, "--name", "reference"], at=f"batch:{2 * BATCHES_PER_EPOCH + 1}")
-    reference_last = load(tmp / "kd" / "reference" / "weights" / "last.pt")
+    reference_last = load(tmp / "runs" / "kd" / "reference" / "weights" / "last.pt")
 
     rng = random.Random(14)
-    run = tmp / "kd" / "cut"
+    run = tmp / "runs" / "kd" / "cut"
     last = run / "weights" / "last.pt"
     launch(tmp, "train_kd.py", [*common, "--name", "cut"], at=f"batch:{BATCHES_PER_EPOCH + rng.randint(1, 2)}")
     check_after_kill(run, 0)
-    assert load(last)["extra"]["plugin"]["adapters"], "the adapters are part of last.pt"
+    assert load(last)["extra"]["addons"]["distill"]["adapters"], "the adapters are part of last.pt"
     before = digest(last)
     launch(tmp, "train_kd.py", ["--resume", str(last)], at="fsync:1")  # epoch 1's last.pt written, not renamed
     assert digest(last) == before
     check_after_kill(run, 0)
-    launch(tmp, "train_kd.py", ["--resume", str(last)], at=f"batch:{BATCHES_PER_EPOCH + rng.randint(1, 2)}")
+    # train.py resumes a distillation run as one: the checkpoint rebuilds the teacher and the adapters
+    launch(tmp, "train.py", ["--resume", str(last)], at=f"batch:{BATCHES_PER_EPOCH + rng.randint(1, 2)}")
     check_after_kill(run, 1)
     # epoch 1 trained by the resumed process equals the uninterrupted run's epoch 1: student, EMA, optimizer
     # moments and adapters (adapters that were not restored would start again from their initial values)
@@ -139,15 +140,16 @@ def test_train_kd_survives_kill_9_with_adapters_and_settings_restored(work, trai
     for key in ("model", "ema", "extra"):
         same_tensors(resumed_last[key], reference_last[key], key)
     same_tensors(resumed_last["optimizer"]["state"], reference_last["optimizer"]["state"], "optimizer")
-    launch(tmp, "train_kd.py", ["--resume", str(last)])
+    launch(tmp, "train.py", ["--resume"])  # bare: the newest last.pt under runs/, this one
 
-    reference, resumed = rows(tmp / "kd" / "reference"), rows(run)
+    reference, resumed = rows(tmp / "runs" / "kd" / "reference"), rows(run)
     assert [int(r["epoch"]) for r in resumed] == [0, 1, 2]
     for column in ("train/kd_out", "train/kd_feat", "train/box"):
         assert float(resumed[1][column]) == pytest.approx(float(reference[1][column]), rel=1e-4), column
-    settings = load(last)["train_args"]["plugin"]
-    assert settings == reference_last["train_args"]["plugin"]
-    assert settings["kd"]["kd_feature"] == "fitnet" and settings["kd"]["kd_weight"] == 0.5
+    addons = load(last)["train_args"]["addons"]
+    assert addons == reference_last["train_args"]["addons"] and [a["kind"] for a in addons] == ["distill"]
+    assert addons[0]["settings"]["kd"]["kd_feature"] == "fitnet" and addons[0]["settings"]["kd"]["kd_weight"] == 0.5
+    assert "at epoch 3 of 3, with distill" in (run / "train.log").read_text()  # the bare resume kept the teacher
 
 
 def test_kill_9_while_writing_the_final_best_pt_still_ends_with_a_best_pt(work):

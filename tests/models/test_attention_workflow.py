@@ -15,11 +15,17 @@ from tools import model_info
 from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
+from utils.training.addons import ModelSetup, RunContext, StepBatch
 from utils.training.config import TrainConfig
 from utils.training.engine import train
-from utils.training.plugin import RunContext
 
 HYP = {"kd_box": 0.05, "kd_obj": 1.0, "kd_cls": 0.5, "kd_l2": 1.0, "kd_fitnet": 1.0, "kd_cwd_t": 4.0}
+
+
+def per_image(d, imgs, preds) -> dict:
+    """The add-on's terms for a labelled batch ``imgs``, per image (as results.csv shows them)."""
+    n = imgs.shape[0]
+    return {k: v / n for k, v in d.losses(StepBatch(imgs, preds, torch.zeros((0, 6)), n)).items()}
 
 
 def _small_variant_yaml(folder: Path, variant: str = "ca") -> Path:
@@ -67,7 +73,7 @@ def test_variant_teacher_distils_into_a_plain_student_on_the_layers_feeding_dete
         project=str(tmp_path / "runs"), noplots=True, noval=True, hyp="data/hyps/hyp.kd.yaml",
     )  # fmt: skip
     plugin = Distiller(kd, HYP)
-    result = train(cfg, plugin=plugin)
+    result = train(cfg, [plugin])
     assert plugin.layers == [17, 20, 23] and plugin.teacher_layers == [21, 24, 27]
     record = yaml.safe_load((result.save_dir / "kd.yaml").read_text())
     assert record["teacher_layers"] == [21, 24, 27]
@@ -81,11 +87,11 @@ def test_variant_student_learns_from_a_plain_teacher(tmp_path):
     teacher = save_checkpoint(make_checkpoint(Model("yolov5n.yaml", nc=3), ["a", "b", "c"]), tmp_path / "t.pt")
     student = Model(_small_variant_yaml(tmp_path, "cbam")).train()
     d = Distiller(KDConfig(teacher=str(teacher), kd_feature="fitnet"), HYP)
-    d.setup(student, torch.device("cpu"))
+    d.setup(ModelSetup(student, torch.device("cpu")))
     d.before_training(RunContext(tmp_path, torch.device("cpu"), ["a", "b", "c"], None, None, 64, {}, resumed=True))
     assert d.layers == [21, 24, 27] and d.teacher_layers == [17, 20, 23]
     imgs = torch.rand(2, 3, 64, 64)
-    terms = d.losses(imgs, student(imgs), torch.zeros((0, 6)))
+    terms = per_image(d, imgs, student(imgs))
     sum(terms.values()).backward()
     blocks = [m for m in student.model if m.type == "CBAM"]
     assert all(p.grad is not None for b in blocks for p in b.parameters())
@@ -97,7 +103,7 @@ def test_explicit_kd_layers_must_exist_in_both_models(tmp_path):
     student = Model(_small_variant_yaml(tmp_path, "se"))
     d = Distiller(KDConfig(teacher=str(teacher), kd_feature="fitnet", kd_layers=[26]), HYP)
     with pytest.raises(ValueError, match="--kd-layers 26"):
-        d.setup(student, torch.device("cpu"))
+        d.setup(ModelSetup(student, torch.device("cpu")))
 
 
 def test_model_info_tool_prints_the_layer_table(trained_variant, caplog):

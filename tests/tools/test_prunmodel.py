@@ -25,8 +25,9 @@ from utils.cli import run_main
 from utils.pruning.sparsity import BNSparsity, bn_scales
 from utils.torch_utils import count_parameters
 from utils.training import engine
+from utils.training.addons import AddOn, ModelSetup, StepBatch
 from utils.training.config import TrainConfig
-from utils.training.plugin import TrainingPlugin
+from utils.training.step import Stepper
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ["RBC", "WBC", "Platelets"]
@@ -57,15 +58,15 @@ def test_train_fine_tunes_at_the_pruned_size_and_resumes(models, tmp_path, tiny_
     assert n < count_parameters(load_model(models["full"])) / 2
     # interrupt in the second epoch (2 batches per epoch), as Ctrl-C would, then resume
     calls = {"n": 0}
-    real = engine.TrainingPlugin.losses
+    real = Stepper.step
 
-    def stop(self, imgs, preds, targets):
+    def stop(self, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(self, imgs, preds, targets)
+        return real(self, *a, **kw)
 
-    monkeypatch.setattr(engine.TrainingPlugin, "losses", stop)
+    monkeypatch.setattr(Stepper, "step", stop)
     with pytest.raises(KeyboardInterrupt):
         train.main(_train_args(tmp_path, tiny_data, models["pruned"], "ft", epochs=2))
     last = tmp_path / "runs" / "ft" / "weights" / "last.pt"
@@ -73,7 +74,7 @@ def test_train_fine_tunes_at_the_pruned_size_and_resumes(models, tmp_path, tiny_
     assert ckpt["epoch"] == 0 and ckpt["optimizer"] is not None
     assert sum(v.numel() for k, v in ckpt["ema"].items() if "running" not in k and "num_batches" not in k
                and "anchors" not in k) == n  # fmt: skip
-    monkeypatch.setattr(engine.TrainingPlugin, "losses", real)
+    monkeypatch.setattr(Stepper, "step", real)
     result = train.main(["--resume", str(last)])
     assert result.epochs_completed == 2
     for weights in (result.last, result.best):
@@ -96,11 +97,13 @@ def test_val_and_detect_read_a_pruned_checkpoint(models, tmp_path, tiny_data):
     assert list((tmp_path / "detect" / "exp" / "labels").glob("*.txt"))
 
 
-class Keep(TrainingPlugin):
+class Keep(AddOn):
     """Keeps a reference to the trained model (fp32, before the deployable checkpoint is cast to fp16)."""
 
-    def setup(self, model, device):
-        self.model = model
+    kind = "keep"
+
+    def setup(self, s):
+        self.model = s.model
 
 
 def _l1(scales) -> float:
@@ -110,13 +113,14 @@ def _l1(scales) -> float:
 def test_sparsity_penalty_has_the_slimming_gradient():
     model = Model("yolov5n.yaml", nc=3)
     plugin = BNSparsity(1e-3)
-    plugin.setup(model, torch.device("cpu"))
+    plugin.setup(ModelSetup(model, torch.device("cpu")))
     imgs = torch.zeros(4, 3, 64, 64)
-    (plugin.losses(imgs, [], torch.zeros(0, 6))["sparsity"] * imgs.shape[0]).backward()  # as the engine scales it
+    plugin.losses(StepBatch(imgs, [], torch.zeros(0, 6), 4))["sparsity"].backward()  # added to the loss as it is
     for s in bn_scales(model):
         torch.testing.assert_close(s.grad, 1e-3 * torch.sign(s.detach()))
-    with pytest.raises(ValueError, match="--sparsity must be > 0"):
-        BNSparsity(0.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="--sparsity must be a finite number > 0"):
+            BNSparsity(bad)
 
 
 def test_sparsity_drives_bn_scales_down(tmp_path, tiny_data):
@@ -127,8 +131,8 @@ def test_sparsity_drives_bn_scales_down(tmp_path, tiny_data):
         )  # fmt: skip
 
     plain, sparse = Keep(), BNSparsity(0.05)
-    engine.train(cfg("plain"), plugin=plain)
-    engine.train(cfg("sparse"), plugin=sparse)
+    engine.train(cfg("plain"), [plain])
+    engine.train(cfg("sparse"), [sparse])
     assert _l1(sparse.scales) < _l1(bn_scales(plain.model)) - 0.1
 
 
@@ -139,7 +143,8 @@ def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
     with open(result.save_dir / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert float(rows[-1]["train/sparsity"]) > 0
-    assert torch.load(result.last, weights_only=True)["train_args"]["plugin"] == {"sparsity": 0.05}
+    addons = torch.load(result.last, weights_only=True)["train_args"]["addons"]
+    assert addons == [{"kind": "sparsity", "settings": {"strength": 0.05}}]
 
 
 @pytest.mark.parametrize(

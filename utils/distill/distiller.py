@@ -26,7 +26,7 @@ from utils.distill.teacher import adopt_teacher_anchors, check_compatible, load_
 from utils.evaluation import evaluate
 from utils.loss import LossConfig, YoloLoss
 from utils.nms import non_max_suppression
-from utils.training.plugin import RunContext, TrainingPlugin
+from utils.training.addons import AddOn, ModelSetup, RunContext, StepBatch
 
 LOGGER = logging.getLogger(__name__)
 KD_HYP_DEFAULTS = {
@@ -45,7 +45,7 @@ KD_HYP_DEFAULTS = {
 _PROBE = 64  # input size of the dry run that measures feature shapes
 
 
-class Distiller(TrainingPlugin):
+class Distiller(AddOn):
     """Adds ``kd_out`` and/or ``kd_feat`` to every training step. See :class:`KDConfig` for the settings.
 
     ``hyp`` supplies the weights (see ``data/hyps/hyp.kd.yaml``): weights of the output parts (``kd_box``,
@@ -55,7 +55,7 @@ class Distiller(TrainingPlugin):
     keys take :data:`KD_HYP_DEFAULTS`.
     """
 
-    fixed_anchors = True
+    kind = "distill"
 
     def __init__(self, cfg: KDConfig, hyp: dict):
         self.cfg = cfg
@@ -79,12 +79,22 @@ class Distiller(TrainingPlugin):
     def _names(self) -> tuple[str, ...]:
         return tuple(n for n, on in (("kd_out", self.outputs), ("kd_feat", self.cfg.kd_feature != "none")) if on)
 
+    def settings(self) -> dict:
+        return {"kd": self.cfg.to_dict(), "weights": dict(self.w)}
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Distiller:
+        return cls(KDConfig.from_dict(settings.get("kd") or {}), settings.get("weights") or {})
+
     # ------------------------------------------------------------------------------------------------ set-up
-    def setup(self, model: Model, device: torch.device) -> None:
+    def setup(self, s: ModelSetup) -> None:
+        model, device = s.model, s.device
         self.student, self.device = model, device
         self.teacher = load_teacher(self.cfg.teacher, device)
         check_compatible(model, self.teacher, self.cfg.teacher)
         adopt_teacher_anchors(model, self.teacher)
+        s.autoanchor = False  # the student keeps the teacher's anchors
+        s.gt_loss = s.gt_loss and self.use_gt_loss
         if self.cfg.kd_feature != "none":
             if self.cfg.kd_layers:
                 self.layers = self.teacher_layers = self._check_layers(self.cfg.kd_layers)
@@ -141,16 +151,16 @@ class Distiller(TrainingPlugin):
         return [self.adapters] if len(self.adapters) else []
 
     def before_training(self, run: RunContext) -> None:
-        # Hooks go on now, after the engine copied the student into its EMA, so the copy carries none.
-        for i, j in zip(self.layers, self.teacher_layers, strict=True):
-            self.hooks.append(self.student.model[i].register_forward_hook(self._store(self._student_feats, i)))
-            self.hooks.append(self.teacher.model[j].register_forward_hook(self._store(self._teacher_feats, i)))
         self.scales = part_scales(run.imgsz, self.student.detect.nl, self.student.nc)
         if not run.resumed:  # a resumed run restored the check's verdict with its state
             self.teacher_check = run.share(self._check_teacher(run) if run.main else None)
             if run.main:
                 self._record_run(run)
         self._apply_teacher_check()
+        # Hooks go on now, after the engine copied the student into its EMA, so the copy carries none.
+        for i, j in zip(self.layers, self.teacher_layers, strict=True):
+            self.hooks.append(self.student.model[i].register_forward_hook(self._store(self._student_feats, i)))
+            self.hooks.append(self.teacher.model[j].register_forward_hook(self._store(self._teacher_feats, i)))
         if "pseudo" in self.outputs:
             nl, nc = self.student.detect.nl, self.student.nc
             self.pseudo_loss = YoloLoss(self.student.detect, LossConfig.from_hyp(run.hyp, nl, nc, run.imgsz))
@@ -229,19 +239,22 @@ class Distiller(TrainingPlugin):
         (run.save_dir / "kd.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 
     # ------------------------------------------------------------------------------------------------ losses
-    def losses(self, imgs: torch.Tensor, preds: list[torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_images(self, imgs: torch.Tensor) -> torch.Tensor | None:
+        """The next batch of unlabelled images (``--unlabeled``), at the size of ``imgs``; None without them."""
+        if self.unlabeled is None:
+            return None
+        u_imgs = next(self.unlabeled).to(self.device, non_blocking=True).float() / 255
+        if u_imgs.shape[2:] != imgs.shape[2:]:  # rectangular or multi-scale batches
+            u_imgs = torch.nn.functional.interpolate(u_imgs, size=imgs.shape[2:], mode="bilinear", align_corners=False)
+        return u_imgs
+
+    def losses(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        """The distillation terms over every image of the step, labelled or not: each a per-image mean times the
+        number of images, so that every image weighs the same and the terms scale like the ground-truth loss."""
         student_feats = dict(self._student_feats)
         self._student_feats.clear()
-        terms = self._terms(imgs, preds, student_feats)
-        if self.unlabeled is not None:
-            u_imgs = next(self.unlabeled).to(self.device, non_blocking=True).float() / 255
-            u_preds = self.student(u_imgs)
-            u_feats = dict(self._student_feats)
-            self._student_feats.clear()
-            share = u_imgs.shape[0] / imgs.shape[0]  # every image, labelled or not, weighs the same
-            for k, v in self._terms(u_imgs, u_preds, u_feats).items():
-                terms[k] = terms[k] + v * share
-        return terms
+        n = batch.imgs.shape[0]
+        return {k: v * n for k, v in self._terms(batch.imgs, batch.preds, student_feats).items()}
 
     def _teacher_forward(self, imgs: torch.Tensor):
         """Teacher outputs for ``imgs`` as ordinary (autograd-compatible) fp32 tensors: decoded, raw, features."""

@@ -150,26 +150,14 @@ def broadcast_module(module: nn.Module, info: DistInfo) -> None:
             dist.broadcast(t.data, src=0)
 
 
-def all_reduce_grads(modules: list[nn.Module], info: DistInfo) -> None:
-    """Average the gradients of modules trained outside the DDP wrapper (distillation adapters) over processes.
-
-    They are used in the loss, not in the student's forward pass, so DDP does not see them.
-    """
-    if not info.enabled:
-        return
-    for m in modules:
-        for p in m.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(info.world_size)
-
-
 def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool) -> nn.Module:
     """The module to call in training: ``model`` itself, or a DDP wrapper around it.
 
-    DDP copies the main process's weights and buffers (e.g. the anchors autoanchor chose) to all processes here,
-    and at every forward pass the main process's BN running statistics. ``model`` keeps its identity, so forward
-    hooks registered on its layers (distillation features) still fire inside the wrapper.
+    ``model`` is the student with the add-ons' trainable modules (:class:`~utils.training.step.TrainModule`), so DDP
+    averages the gradients of distillation adapters with the student's. DDP copies the main process's weights and
+    buffers (e.g. the anchors autoanchor chose) to all processes here, and at every forward pass the main process's
+    BN running statistics. ``model`` keeps its identity, so forward hooks registered on its layers (distillation
+    features) still fire inside the wrapper.
     """
     if not info.enabled:
         if sync_bn:

@@ -1,11 +1,13 @@
 """The training loop shared by ``train.py`` and ``train_kd.py``.
 
-One loop: a :class:`~utils.training.plugin.TrainingPlugin` (distillation) adds named loss terms and trainable
-modules to it, and pruned fine-tuning is the same loop started from pruned weights.
+One loop; add-ons (:mod:`utils.training.addons`: distillation, the sparsity penalty) add loss terms and trainable
+modules to it, and pruned fine-tuning is the same loop started from pruned weights. The engine owns the add-ons: a
+checkpoint records each by kind and settings, and a resumed run rebuilds exactly those.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -19,15 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.yolo import Model
-from utils.checkpoint import (
-    CheckpointError,
-    is_our_checkpoint,
-    load_plain,
-    make_checkpoint,
-    remove_unfinished_writes,
-    save_checkpoint,
-    strip_checkpoint,
-)
+from utils.checkpoint import load_plain, make_checkpoint, remove_unfinished_writes, save_checkpoint, strip_checkpoint
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate
 from utils.files import increment_path, save_yaml
@@ -35,21 +29,21 @@ from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import init_seeds, select_device
 from utils.training import distributed as ddp
+from utils.training.addons import AddOn, ModelSetup, RunContext
 from utils.training.config import TrainConfig
 from utils.training.ema import ModelEMA
 from utils.training.guards import NonFiniteGuard
 from utils.training.hyp import load_hyp
 from utils.training.lock import RunLock
-from utils.training.model_setup import build_training_model, latest_checkpoint
+from utils.training.model_setup import build_training_model
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
-from utils.training.plugin import RunContext, TrainingPlugin
+from utils.training.registry import addon_records, build_addons, check_addons, legacy_records
 from utils.training.results import ResultsCSV, summary_table
-from utils.training.resume_checks import check_resume_checkpoint, load_entry
+from utils.training.resume_checks import load_entry, load_resume
+from utils.training.step import GT_LOSS_NAMES, Stepper, TrainModule
 from utils.training.tensorboard import TensorBoardLogger
 
 LOGGER = logging.getLogger(__name__)
-GT_LOSS_NAMES = ("box", "obj", "cls")
-MAX_GRAD_NORM = 10.0
 
 
 @dataclass
@@ -63,37 +57,34 @@ class TrainResult:
     seconds_per_epoch: float = 0.0
 
 
-def resolve_resume(cfg: TrainConfig) -> tuple[TrainConfig, dict, Path]:
-    """Load the checkpoint that ``cfg.resume`` points at and return the run's original configuration with it."""
-    path = latest_checkpoint() if cfg.resume is True else Path(str(cfg.resume))
-    ckpt = load_plain(path)
-    if not is_our_checkpoint(ckpt):
-        raise CheckpointError(f"{path}: --resume needs a last.pt written by this project's training")
-    check_resume_checkpoint(ckpt, path)
-    saved = TrainConfig.from_dict(ckpt.get("train_args") or {})
-    saved.resume, saved.weights, saved.exist_ok = str(path), str(path), True
-    return saved, ckpt, path
-
-
 class Trainer:
-    """Runs one training job described by a :class:`TrainConfig`, optionally with a plugin."""
+    """Runs one training job described by a :class:`TrainConfig`, with the given add-ons.
 
-    def __init__(self, cfg: TrainConfig, plugin: TrainingPlugin | None = None):
-        self.plugin = plugin or TrainingPlugin()
+    A resumed run (``cfg.resume``) takes its configuration and its add-ons from the checkpoint; giving add-ons
+    too is an error, since the checkpoint's are the ones the run was started with.
+    """
+
+    def __init__(self, cfg: TrainConfig, addons: list[AddOn] | tuple[AddOn, ...] = ()):
         self.dist, self.device_spec = ddp.init_distributed(cfg.device)
         self.resume_ckpt: dict | None = None
         if cfg.resume:
-            cfg, self.resume_ckpt, resume_path = resolve_resume(cfg)
-            self.save_dir = resume_path.parent.parent
-            LOGGER.info("Resuming %s from epoch %d", self.save_dir, self.resume_ckpt["epoch"] + 1)
+            if addons:
+                raise ValueError("--resume continues a run with the add-ons its checkpoint records; give none")
+            self.resume_ckpt, path = load_resume(cfg.resume)
+            train_args = self.resume_ckpt.get("train_args") or {}
+            cfg = TrainConfig.from_dict(train_args)
+            cfg.resume, cfg.weights, cfg.exist_ok = str(path), str(path), True
+            addons = build_addons(train_args.get("addons") or legacy_records(train_args), str(path))
+            self.save_dir = path.parent.parent
         else:
             new_dir = None
             if self.dist.main:
                 new_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
             self.save_dir = ddp.broadcast_object(new_dir, self.dist)  # one run directory for all processes
+        check_addons(list(addons))
+        self.cfg, self.addons = cfg, list(addons)
         # before anything in the run directory is written; in a multi-process run the main process holds it
         self.lock = RunLock(self.save_dir).acquire() if self.dist.main else None
-        self.cfg = cfg
         self.weights_dir = self.save_dir / "weights"
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         for tmp in remove_unfinished_writes(self.weights_dir):  # left by a process killed while saving
@@ -103,6 +94,9 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- set-up
     def _setup(self) -> None:
         cfg = self.cfg
+        if self.resume_ckpt is not None:
+            LOGGER.info("Resuming %s at epoch %d of %d%s", self.save_dir, self.resume_ckpt["epoch"] + 2, cfg.epochs,
+                        "".join(f", with {a.kind}" for a in self.addons))  # fmt: skip
         self.device = select_device(self.device_spec)
         if "," in str(cfg.device) and not self.dist.enabled:
             LOGGER.warning("--device %s: one process trains on one GPU (%s); for several GPUs start it with "
@@ -115,7 +109,40 @@ class Trainer:
         if self.dist.main:
             save_yaml(self.save_dir / "hyp.yaml", self.hyp)
             save_yaml(self.save_dir / "opt.yaml", cfg.to_dict())
+        self.model = self._build_model()
+        self.model_setup = ModelSetup(self.model, self.device)
+        for addon in self.addons:
+            addon.setup(self.model_setup)
+        extras = [m.to(self.device) for a in self.addons for m in a.trainable_modules()]
+        self.train_module = TrainModule(self.model, extras)
+        self.stride = max(int(self.model.stride.max()), 32)
+        if cfg.imgsz % self.stride:
+            new = math.ceil(cfg.imgsz / self.stride) * self.stride
+            LOGGER.warning("--imgsz %d is not a multiple of the stride %d; using %d", cfg.imgsz, self.stride, new)
+            cfg.imgsz = new
+        self._build_optimizer([self.model, *extras])
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+        self._build_loaders()
+        if self.resume_ckpt is None and self.dist.main:
+            self._before_first_epoch()
+        wrapped = ddp.wrap_model(self.train_module, self.dist, self.device, cfg.sync_bn)
+        ddp.broadcast_module(self.ema.ema, self.dist)  # the main process's average (after autoanchor)
+        run = RunContext(self.save_dir, self.device, self.names, self.train_loader, self.val_loader, cfg.imgsz,
+                         self.hyp, resumed=self.resume_ckpt is not None, main=self.dist.main,
+                         share=lambda obj: ddp.broadcast_object(obj, self.dist))  # fmt: skip
+        for addon in self.addons:
+            addon.before_training(run)
+        self.loss_cfg = LossConfig.from_hyp(self.hyp, self.model.detect.nl, self.data.nc, cfg.imgsz,
+                                            cfg.label_smoothing)  # fmt: skip
+        gt_loss = YoloLoss(self.model.detect, self.loss_cfg) if self.model_setup.gt_loss else None
+        self.stepper = Stepper(
+            wrapped, self.model, gt_loss, self.addons, self.optimizer, self.scaler, self.device, amp=self.amp,
+            ema=self.ema, world_size=self.dist.world_size, agree=lambda ok: ddp.all_processes(ok, self.dist),
+        )  # fmt: skip
 
+    def _build_model(self) -> Model:
+        cfg = self.cfg
         if self.resume_ckpt is not None:
             model = Model.from_arch(self.resume_ckpt["arch"], source=str(cfg.resume))
             load_entry(model, {k: v.float() for k, v in self.resume_ckpt["model"].items()}, "model", cfg.resume)
@@ -124,86 +151,51 @@ class Trainer:
             model = build_training_model(cfg.weights, cfg.cfg, self.data.nc, self.names)
         if model.nc != self.data.nc:
             raise ValueError(f"model has {model.nc} classes but {cfg.data} has {self.data.nc}")
-        self.model = model.to(self.device)
-        self._freeze(cfg.freeze)
-        self.plugin.setup(self.model, self.device)
-        self.extra_modules = [m.to(self.device) for m in self.plugin.trainable_modules()]
+        model = model.to(self.device)
+        layers = cfg.freeze if len(cfg.freeze) > 1 else range(cfg.freeze[0])
+        prefixes = tuple(f"model.{i}." for i in layers)
+        for name, p in model.named_parameters():
+            p.requires_grad = not name.startswith(prefixes) if prefixes else True
+        if prefixes:
+            LOGGER.info("Freezing layers %s", list(layers))
+        return model
 
-        self.stride = max(int(model.stride.max()), 32)
-        if cfg.imgsz % self.stride:
-            new = math.ceil(cfg.imgsz / self.stride) * self.stride
-            LOGGER.warning("--imgsz %d is not a multiple of the stride %d; using %d", cfg.imgsz, self.stride, new)
-            cfg.imgsz = new
-
+    def _build_optimizer(self, modules: list[nn.Module]) -> None:
+        cfg = self.cfg
         self.accumulate = max(round(NOMINAL_BATCH / cfg.batch_size), 1)
         weight_decay = self.hyp["weight_decay"] * cfg.batch_size * self.accumulate / NOMINAL_BATCH
-        self.optimizer = build_optimizer(
-            [self.model, *self.extra_modules], cfg.optimizer, self.hyp["lr0"], self.hyp["momentum"], weight_decay
-        )
+        self.optimizer = build_optimizer(modules, cfg.optimizer, self.hyp["lr0"], self.hyp["momentum"], weight_decay)
         self.lf = lr_lambda(cfg.epochs, self.hyp["lrf"], cfg.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         self.ema = ModelEMA(self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.start_epoch, self.best_fitness, self.best_epoch = 0, 0.0, -1
         self.nonfinite_guard = NonFiniteGuard()
-        if self.resume_ckpt is not None:
-            self._restore(self.resume_ckpt)
 
-        workers, batch = cfg.workers, ddp.per_process_batch(cfg.batch_size, self.dist)
+    def _build_loaders(self) -> None:
+        cfg = self.cfg
+        batch = ddp.per_process_batch(cfg.batch_size, self.dist)
+        common = dict(hyp=self.hyp, cache=cfg.cache, workers=cfg.workers, seed=cfg.seed, single_cls=cfg.single_cls,
+                      nc=self.data.nc)  # fmt: skip
         with ddp.main_process_first(self.dist):  # the main process writes the label cache, the others read it
             self.train_loader, self.train_set = create_dataloader(
-                self.data.train, cfg.imgsz, batch, self.stride, hyp=self.hyp, augment=True, cache=cfg.cache,
-                rect=cfg.rect, workers=workers, shuffle=not cfg.rect, seed=cfg.seed, prefix="train: ",
-                single_cls=cfg.single_cls, nc=self.data.nc,
+                self.data.train, cfg.imgsz, batch, self.stride, augment=True, rect=cfg.rect, shuffle=not cfg.rect,
+                prefix="train: ", **common,
                 sampler=lambda ds: ddp.make_sampler(ds, self.dist, shuffle=not cfg.rect, seed=cfg.seed),
             )  # fmt: skip
         self.val_loader = None  # only the main process validates
         if self.dist.main:
             self.val_loader, _ = create_dataloader(
-                self.data.val, cfg.imgsz, cfg.batch_size * 2, self.stride, hyp=self.hyp, augment=False,
-                cache=cfg.cache, rect=True, workers=workers, seed=cfg.seed, prefix="val: ",
-                single_cls=cfg.single_cls, nc=self.data.nc,
+                self.data.val, cfg.imgsz, cfg.batch_size * 2, self.stride, augment=False, rect=True, prefix="val: ",
+                **common,
             )  # fmt: skip
-        if self.resume_ckpt is None and self.dist.main:
-            self._before_first_epoch()
-        self.train_model = ddp.wrap_model(self.model, self.dist, self.device, cfg.sync_bn)
-        ddp.broadcast_module(self.ema.ema, self.dist)  # the main process's average (after autoanchor)
-        for m in self.extra_modules:
-            ddp.broadcast_module(m, self.dist)
-        self.plugin.before_training(
-            RunContext(
-                self.save_dir,
-                self.device,
-                self.names,
-                self.train_loader,
-                self.val_loader,
-                cfg.imgsz,
-                self.hyp,
-                resumed=self.resume_ckpt is not None,
-                main=self.dist.main,
-                share=lambda obj: ddp.broadcast_object(obj, self.dist),
-            )
-        )
-
-        nl = self.model.detect.nl
-        self.loss_cfg = LossConfig.from_hyp(self.hyp, nl, self.data.nc, cfg.imgsz, cfg.label_smoothing)
-        self.compute_loss = YoloLoss(self.model.detect, self.loss_cfg)
-        self.loss_names = (GT_LOSS_NAMES if self.plugin.use_gt_loss else ()) + tuple(self.plugin.loss_names)
-
-    def _freeze(self, freeze: list[int]) -> None:
-        layers = freeze if len(freeze) > 1 else range(freeze[0])
-        prefixes = tuple(f"model.{i}." for i in layers)
-        for name, p in self.model.named_parameters():
-            p.requires_grad = not name.startswith(prefixes) if prefixes else True
-        if prefixes:
-            LOGGER.info("Freezing layers %s", list(layers))
 
     def _before_first_epoch(self) -> None:
         labels = np.concatenate(self.train_set.labels, 0) if len(self.train_set.labels) else np.zeros((0, 5))
         if not self.cfg.noplots:
             self._plot("labels", self.save_dir / "labels.jpg", labels)
-        if self.plugin.fixed_anchors:
-            LOGGER.info("AutoAnchor: skipped, the student keeps the teacher's anchors")
+        if not self.model_setup.autoanchor:
+            LOGGER.info("AutoAnchor: skipped, an add-on fixed the anchors")
         elif not self.cfg.noautoanchor:
             from utils.autoanchor import check_anchors
 
@@ -224,25 +216,21 @@ class Trainer:
             load_entry(self.ema.ema, {k: v.float() for k, v in ckpt["ema"].items()}, "ema", path)
             self.ema.updates = int(ckpt.get("updates", 0))
         extra = ckpt.get("extra") or {}
-        if extra.get("plugin"):
-            self.plugin.load_state_dict(extra["plugin"])
+        states = extra.get("addons") or ({self.addons[0].kind: extra["plugin"]} if extra.get("plugin") else {})
+        for addon in self.addons:
+            addon.load_state_dict(states.get(addon.kind) or {})
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
         self.best_epoch = int(extra.get("best_epoch", -1))
-        self._repair_best(ckpt)
+        if self.best_epoch >= 0 and self.best_epoch == int(ckpt["epoch"]) and not self._best_holds(self.best_epoch):
+            # killed between writing last.pt and best.pt: best.pt does not hold the best epoch
+            LOGGER.warning("%s does not hold the best epoch %d; writing it from %s", self.best, self.best_epoch, path)
+            save_checkpoint({**ckpt, "extra": {}}, self.best)
         if self.start_epoch >= self.cfg.epochs:  # killed after its last epoch was saved, before it was finished
             LOGGER.info("All %d epochs were trained; finishing the run", self.cfg.epochs)
 
-    def _repair_best(self, ckpt: dict) -> None:
-        """Write best.pt from the resumed checkpoint when that epoch was the best and best.pt does not hold it
-        (the process was killed between writing last.pt and best.pt)."""
-        if self.best_epoch < 0 or self.best_epoch != int(ckpt["epoch"]):
-            return
-        if self.best.exists() and load_plain(self.best).get("epoch") == self.best_epoch:
-            return
-        LOGGER.warning("%s does not hold the best epoch %d; writing it from %s", self.best, self.best_epoch,
-                       self.cfg.resume)  # fmt: skip
-        save_checkpoint({**ckpt, "extra": {}}, self.best)
+    def _best_holds(self, epoch: int) -> bool:
+        return self.best.exists() and load_plain(self.best).get("epoch") == epoch
 
     # -------------------------------------------------------------------------------------------- training
     def run(self) -> TrainResult:
@@ -257,79 +245,77 @@ class Trainer:
         finally:
             if self.lock is not None:
                 self.lock.release()
-            self.plugin.close()
+            for addon in self.addons:
+                addon.close()
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
             ddp.cleanup(self.dist)
 
     def _train(self) -> TrainResult:
         cfg = self.cfg
-        csv = ResultsCSV(self.save_dir / "results.csv")
-        csv.truncate_after(self.start_epoch - 1)
-        # does nothing without the tensorboard package; only the main process writes
-        tb = TensorBoardLogger(self.save_dir) if self.dist.main else None
+        self.csv = ResultsCSV(self.save_dir / "results.csv")
+        self.csv.truncate_after(self.start_epoch - 1)
+        self.tb = TensorBoardLogger(self.save_dir) if self.dist.main else None  # no-op without tensorboard
         nb = len(self.train_loader)
         warmup = Warmup(max(round(self.hyp["warmup_epochs"] * nb), 100), self.hyp, cfg.batch_size)
-        patience_left, stop = cfg.patience, False
+        self.patience_left, stop = cfg.patience, False
         LOGGER.info(
             "Image sizes %d train, %d val; %d dataloader workers; logging to %s\nStarting training for %d epochs...",
             cfg.imgsz, cfg.imgsz, self.train_loader.num_workers, self.save_dir, cfg.epochs,
         )  # fmt: skip
         t_start, epochs_done = time.time(), 0
-        last_result = EvalResult()
+        self.last_result = EvalResult()
         for epoch in range(self.start_epoch, cfg.epochs):
             self._seed_epoch(epoch)
             mean_losses = self._train_epoch(epoch, nb, warmup)
+            for addon in self.addons:
+                addon.end_epoch(epoch)
             lrs = [g["lr"] for g in self.optimizer.param_groups]
             self.scheduler.step()
-
-            final_epoch = epoch + 1 == cfg.epochs
-            if not self.dist.main:  # the main process validates and saves; the others wait for its verdict
-                stop = ddp.broadcast_object(stop, self.dist)
-                epochs_done += 1
-                if stop:
-                    break
-                continue
-            validated = not cfg.noval or final_epoch
-            if validated:
-                last_result = evaluate(
-                    self.ema.ema, self.val_loader, self.names, EvalConfig(single_cls=cfg.single_cls),
-                    loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
-                )  # fmt: skip
-                fitness = last_result.fitness()
-                improved = fitness > self.best_fitness or epoch == 0
-                if improved:
-                    self.best_fitness, patience_left = max(fitness, self.best_fitness), cfg.patience
-                else:
-                    patience_left -= 1
-            else:
-                improved = epoch == 0  # best.pt exists from the start; validated epochs replace it
-            if improved:
-                self.best_epoch = epoch
-            row = {"epoch": epoch}
-            row.update({f"train/{k}": v for k, v in mean_losses.items()})
-            # epochs without validation leave the metric columns empty rather than repeating old values
-            row.update({k: (v if validated else "") for k, v in last_result.metrics().items()})
-            row.update({f"val/{k}_loss": last_result.losses.get(k, "") if validated else "" for k in GT_LOSS_NAMES})
-            row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
-            csv.append(row)
-            tb.log_epoch(epoch, row)
-
-            if not cfg.nosave or final_epoch:
-                self._save(epoch, improved)
+            if self.dist.main:
+                stop = self._end_epoch(epoch, mean_losses, lrs)
             epochs_done += 1
-            if cfg.patience > 0 and patience_left <= 0 and not final_epoch:
-                LOGGER.info("Stopping early: no improvement in the last %d epochs", cfg.patience)
-                stop = True
-            stop = ddp.broadcast_object(stop, self.dist)
-            if stop:
+            if ddp.broadcast_object(stop, self.dist):  # the main process decides; the others follow
                 break
         seconds = (time.time() - t_start) / max(epochs_done, 1)
         if not self.dist.main:
             return TrainResult(self.save_dir, self.last, None, self.start_epoch + epochs_done, 0.0, {}, seconds)
         result = self._finish(epochs_done, seconds)
-        tb.close(self.start_epoch + epochs_done - 1)
+        self.tb.close(self.start_epoch + epochs_done - 1)
         return result
+
+    def _end_epoch(self, epoch: int, mean_losses: dict[str, float], lrs: list[float]) -> bool:
+        """Validate (unless --noval), log, save; return whether to stop early."""
+        cfg = self.cfg
+        final_epoch = epoch + 1 == cfg.epochs
+        validated = not cfg.noval or final_epoch
+        improved = epoch == 0  # best.pt exists from the start; validated epochs replace it
+        if validated:
+            self.last_result = evaluate(
+                self.ema.ema, self.val_loader, self.names, EvalConfig(single_cls=cfg.single_cls),
+                loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
+            )  # fmt: skip
+            fitness = self.last_result.fitness()
+            improved = fitness > self.best_fitness or epoch == 0
+            if improved:
+                self.best_fitness, self.patience_left = max(fitness, self.best_fitness), cfg.patience
+            else:
+                self.patience_left -= 1
+        if improved:
+            self.best_epoch = epoch
+        row = {"epoch": epoch, **{f"train/{k}": v for k, v in mean_losses.items()}}
+        # epochs without validation leave the metric columns empty rather than repeating old values
+        row.update({k: (v if validated else "") for k, v in self.last_result.metrics().items()})
+        row.update({f"val/{k}_loss": self.last_result.losses.get(k, "") if validated else "" for k in GT_LOSS_NAMES})
+        row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
+        self.csv.append(row)
+        self.tb.log_epoch(epoch, row)
+        if not cfg.nosave or final_epoch:
+            self._save(epoch, improved)
+        if cfg.patience > 0 and self.patience_left <= 0 and not final_epoch:
+            LOGGER.info("Stopping early: no improvement in the last %d epochs", cfg.patience)
+            return True
+        return False
 
     def _seed_epoch(self, epoch: int) -> None:
         """Re-seed every random source from (seed, epoch), so a resumed run repeats an uninterrupted one."""
@@ -343,14 +329,9 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, nb: int, warmup: Warmup) -> dict[str, float]:
         cfg = self.cfg
-        self.model.train()
-        for m in self.extra_modules:
-            m.train()
-        sums = dict.fromkeys(self.loss_names, 0.0)
-        steps = 0
-        guard = self.nonfinite_guard
-        accumulate = self.accumulate
-        last_opt_step = -1
+        self.train_module.train()
+        names = self.stepper.loss_names
+        sums, steps, accumulate, last_opt_step = dict.fromkeys(names, 0.0), 0, self.accumulate, -1
         self.optimizer.zero_grad()
         pbar = tqdm(self.train_loader, total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False,
                     disable=not self.dist.main)  # fmt: skip
@@ -364,46 +345,19 @@ class Trainer:
                 accumulate = warmup.apply(ni, self.optimizer, self.lf(epoch))
             if cfg.multi_scale:
                 imgs = self._rescale(imgs)
-
-            with torch.autocast(self.device.type, enabled=self.amp):
-                preds = self.train_model(imgs)
-                parts: dict[str, torch.Tensor] = {}
-                loss = torch.zeros(1, device=self.device)
-                if self.plugin.use_gt_loss:
-                    loss, parts = self.compute_loss(preds, targets)
-                extra = self.plugin.losses(imgs, preds, targets)
-                if extra:
-                    loss = loss + sum(extra.values()) * imgs.shape[0]
-                    parts.update({k: v.detach() for k, v in extra.items()})
-                # DDP averages gradients over processes; the loss of each share is scaled back to the whole batch
-                loss = loss * self.dist.world_size
-
-            if not ddp.all_processes(bool(torch.isfinite(loss).all()), self.dist):  # all skip, or none
-                self.optimizer.zero_grad()
-                guard.skip(loss.item(), epoch, i, paths)  # raises after too many in a row
+            optimize = ni - last_opt_step >= accumulate
+            parts = self.stepper.step(imgs, targets, optimize=optimize)
+            if parts is None:
+                self.nonfinite_guard.skip(self.stepper.last_loss, epoch, i, paths)  # raises after too many in a row
                 continue
-            guard.ok()
-            self.scaler.scale(loss).backward()
-            if ni - last_opt_step >= accumulate:
-                self._optimizer_step()
-                last_opt_step = ni
-
+            self.nonfinite_guard.ok()
+            last_opt_step = ni if optimize else last_opt_step
             steps += 1
-            for k in self.loss_names:
+            for k in names:
                 sums[k] += float(parts[k]) if k in parts else 0.0
             pbar.set_postfix({k: f"{v / steps:.4g}" for k, v in sums.items()} | {"n": int(targets.shape[0])})
-        guard.end_epoch(epoch, steps)
+        self.nonfinite_guard.end_epoch(epoch, steps)
         return {k: v / max(steps, 1) for k, v in sums.items()}
-
-    def _optimizer_step(self) -> None:
-        ddp.all_reduce_grads(self.extra_modules, self.dist)
-        self.scaler.unscale_(self.optimizer)
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, max_norm=MAX_GRAD_NORM)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad()
-        self.ema.update(self.model)
 
     def _rescale(self, imgs: torch.Tensor) -> torch.Tensor:
         size = random.randrange(int(self.cfg.imgsz * 0.5), int(self.cfg.imgsz * 1.5) + self.stride)
@@ -419,8 +373,8 @@ class Trainer:
         ckpt = make_checkpoint(
             self.model, self.names, ema=self.ema.ema, updates=self.ema.updates, optimizer=self.optimizer,
             scheduler=self.scheduler, scaler=self.scaler if self.amp else None, epoch=epoch,
-            best_fitness=self.best_fitness, train_args={**self.cfg.to_dict(), "plugin": self.plugin.run_info()},
-            extra={"plugin": self.plugin.state_dict(), "best_epoch": self.best_epoch},
+            best_fitness=self.best_fitness, train_args={**self.cfg.to_dict(), "addons": addon_records(self.addons)},
+            extra={"addons": {a.kind: a.state_dict() for a in self.addons}, "best_epoch": self.best_epoch},
         )  # fmt: skip
         save_checkpoint(ckpt, self.last)
         deployable = {**ckpt, "extra": {}}  # distillation adapters stay out of best.pt
@@ -430,6 +384,7 @@ class Trainer:
             save_checkpoint(deployable, self.weights_dir / f"epoch{epoch}.pt")
 
     def _finish(self, epochs_done: int, seconds_per_epoch: float) -> TrainResult:
+        """Strip the checkpoints, evaluate best.pt (``metrics.json``), plot, and print the summary."""
         for path in (self.last, self.best):
             if path.exists():
                 save_checkpoint(strip_checkpoint(load_plain(path)), path)
@@ -445,6 +400,8 @@ class Trainer:
                 save_dir=self.save_dir, desc="best.pt",
             )  # fmt: skip
             metrics = result.metrics()
+            record = {"weights": str(best), "data": self.cfg.data, "imgsz": self.cfg.imgsz, "metrics": metrics}
+            (self.save_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         if not self.cfg.noplots:
             self._plot("results", self.save_dir / "results.csv")
         rows = [
@@ -480,6 +437,6 @@ class Trainer:
             LOGGER.warning("plot %s failed: %s", path.name, e)
 
 
-def train(cfg: TrainConfig, plugin: TrainingPlugin | None = None) -> TrainResult:
-    """Run a training job; the library entry point behind ``train.py``."""
-    return Trainer(cfg, plugin).run()
+def train(cfg: TrainConfig, addons: list[AddOn] | tuple[AddOn, ...] = ()) -> TrainResult:
+    """Run a training job; the library entry point behind ``train.py`` and ``train_kd.py``."""
+    return Trainer(cfg, addons).run()

@@ -6,11 +6,13 @@ Errors say what is wrong with the file (a missing or damaged entry), rather than
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, is_our_checkpoint, load_plain
+from utils.training.model_setup import latest_checkpoint
 
 
 def check_resume_checkpoint(ckpt: dict, path: str | Path) -> None:
@@ -58,3 +60,20 @@ def _describe(value) -> str:
     if isinstance(value, dict):
         return f"a dict with keys {sorted(map(str, value))[:6]}"
     return f"a {type(value).__name__}"
+
+
+def load_resume(resume: str | bool) -> tuple[dict, Path]:
+    """Read the checkpoint that ``--resume`` names (``True``: the newest ``last.pt`` under ``runs/``), once, and
+    check that it can continue a run. Returns the checkpoint and its path."""
+    path = latest_checkpoint() if resume is True else Path(str(resume))
+    try:
+        ckpt = load_plain(path)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"--resume {path}: a checkpoint written by upstream YOLOv5 (or another program) cannot be resumed, only "
+            f"used as --weights {path} to start a new run"
+        ) from e
+    if not is_our_checkpoint(ckpt):
+        raise CheckpointError(f"{path}: --resume needs a last.pt written by this project's training")
+    check_resume_checkpoint(ckpt, path)
+    return ckpt, path

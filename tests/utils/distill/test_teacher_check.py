@@ -12,9 +12,9 @@ from models.yolo import Model
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.distill.teacher import teacher_warning
+from utils.training.addons import ModelSetup, RunContext
 from utils.training.config import TrainConfig
 from utils.training.engine import train
-from utils.training.plugin import RunContext
 
 RANDOM_TEACHER = "upstream-v6.0-yolov5n-nc3.pt"  # random weights: a teacher that learnt nothing
 
@@ -41,7 +41,7 @@ def test_floor_zero_keeps_a_teacher_that_ties_an_untrained_student():
 
 def _resumed_distiller(teacher: str, check: dict, outputs: list[str], tmp_path) -> Distiller:
     d = Distiller(KDConfig(teacher=teacher, kd_output=outputs), {})
-    d.setup(Model("yolov5n.yaml", nc=3), torch.device("cpu"))
+    d.setup(ModelSetup(Model("yolov5n.yaml", nc=3), torch.device("cpu")))
     d.load_state_dict({"teacher_check": check})
     d.before_training(RunContext(tmp_path, torch.device("cpu"), ["a", "b", "c"], None, None, 64, {}, resumed=True))
     return d
@@ -60,7 +60,7 @@ def test_a_resumed_run_keeps_the_verdict(fixtures_dir, tmp_path):
 def test_pseudo_alone_from_a_weak_teacher_with_no_gt_is_refused(fixtures_dir, tmp_path):
     teacher = str(fixtures_dir / RANDOM_TEACHER)
     d = Distiller(KDConfig(teacher=teacher, kd_output=["pseudo"], no_gt=True), {})
-    d.setup(Model("yolov5n.yaml", nc=3), torch.device("cpu"))
+    d.setup(ModelSetup(Model("yolov5n.yaml", nc=3), torch.device("cpu")))
     d.load_state_dict({"teacher_check": {"warning": "weak teacher: x"}})
     with pytest.raises(ValueError, match="nothing is left to learn from"):
         d.before_training(RunContext(tmp_path, torch.device("cpu"), ["a"], None, None, 64, {}, resumed=True))
@@ -73,7 +73,7 @@ def test_a_teacher_that_learnt_nothing_warns_and_training_completes(fixtures_dir
         project=str(tmp_path / "runs"), noplots=True, hyp="data/hyps/hyp.kd.yaml",
     )  # fmt: skip
     with caplog.at_level(logging.WARNING):
-        result = train(cfg, plugin=Distiller(KDConfig(teacher=str(teacher), kd_output=["bce", "pseudo"]), {}))
+        result = train(cfg, [Distiller(KDConfig(teacher=str(teacher), kd_output=["bce", "pseudo"]), {})])
     assert result.epochs_completed == 1 and result.best is not None
     record = yaml.safe_load((result.save_dir / "kd.yaml").read_text())
     t_map = record["teacher_metrics"]["mAP_0.5:0.95"]

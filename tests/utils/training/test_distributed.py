@@ -50,7 +50,7 @@ def _bn_eval_train(self, mode=True):
 def _run(cfg: TrainConfig, kd: KDConfig | None, out: Path) -> None:
     """Train (BN in eval mode) and save this process's final student (and adapters) to ``out``."""
     plugin = Distiller(kd, {}) if kd else None
-    trainer = Trainer(cfg, plugin)
+    trainer = Trainer(cfg, [plugin] if plugin else [])
     original = nn.BatchNorm2d.train
     nn.BatchNorm2d.train = _bn_eval_train
     try:

@@ -11,9 +11,10 @@ import torch
 
 from models import load_model
 from utils.checkpoint import FORMAT
+from utils.training.addons import AddOn
 from utils.training.config import TrainConfig
 from utils.training.engine import train
-from utils.training.plugin import TrainingPlugin
+from utils.training.step import Stepper
 
 
 def _cfg(tmp_path, data, **kw) -> TrainConfig:
@@ -30,17 +31,17 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-class StopAt(TrainingPlugin):
-    """Raises KeyboardInterrupt at the given batch (counted over the whole run), like a user pressing Ctrl-C."""
+def stop_at(monkeypatch, at_batch: int) -> None:
+    """Raise KeyboardInterrupt at the given training step (counted over the run), like a user pressing Ctrl-C."""
+    real, calls = Stepper.step, []
 
-    def __init__(self, at_batch: int):
-        self.at_batch, self.calls = at_batch, 0
-
-    def losses(self, imgs, preds, targets):
-        self.calls += 1
-        if self.calls == self.at_batch:
+    def step(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == at_batch:
             raise KeyboardInterrupt
-        return {}
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Stepper, "step", step)
 
 
 def test_training_writes_results_checkpoints_and_plots(tmp_path, tiny_data):
@@ -59,12 +60,14 @@ def test_training_writes_results_checkpoints_and_plots(tmp_path, tiny_data):
     assert result.epochs_completed == 2
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_data):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_data, monkeypatch):
     reference = train(_cfg(tmp_path, tiny_data, name="full"))
 
     batches_per_epoch = 2  # 8 images, batch 4
+    stop_at(monkeypatch, batches_per_epoch + 1)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, tiny_data, name="cut"), plugin=StopAt(batches_per_epoch + 1))
+        train(_cfg(tmp_path, tiny_data, name="cut"))
+    monkeypatch.undo()
     last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 
@@ -83,21 +86,22 @@ def test_finished_run_cannot_be_resumed(tmp_path, tiny_data):
         train(TrainConfig(resume=str(result.last)))
 
 
-class NanOnce(TrainingPlugin):
+class NanOnce(AddOn):
+    kind = "nan_once"
     loss_names = ("extra",)
 
     def __init__(self):
         self.calls = 0
 
-    def losses(self, imgs, preds, targets):
+    def losses(self, batch):
         self.calls += 1
         value = float("nan") if self.calls == 1 else 0.0
-        return {"extra": torch.tensor(value, device=imgs.device)}
+        return {"extra": torch.tensor(value, device=batch.imgs.device)}
 
 
 def test_non_finite_loss_skips_the_step(tmp_path, tiny_data, caplog):
     with caplog.at_level(logging.WARNING):
-        result = train(_cfg(tmp_path, tiny_data, epochs=1, noplots=True), plugin=NanOnce())
+        result = train(_cfg(tmp_path, tiny_data, epochs=1, noplots=True), [NanOnce()])
     assert "non-finite loss" in caplog.text
     model = load_model(result.last)
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -17,13 +17,13 @@ from models.resize import apply_channels, conv_channels
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 from utils.files import REPO_ROOT
+from utils.training.addons import AddOn
 from utils.training.config import TrainConfig
 from utils.training.engine import Trainer, train
 from utils.training.guards import NonFiniteGuard, NonFiniteLossError
 from utils.training.hyp import load_hyp, validate_hyp
 from utils.training.lock import RunLock, RunLockedError
 from utils.training.model_setup import build_training_model
-from utils.training.plugin import TrainingPlugin
 
 NAMES = ["RBC", "WBC", "Platelets"]
 
@@ -37,24 +37,25 @@ def _cfg(tmp_path, data, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-class Poison(TrainingPlugin):
+class Poison(AddOn):
     """A loss term that is NaN for the chosen batches (counted over the run), like a poisoned batch."""
 
+    kind = "poison"
     loss_names = ("extra",)
 
     def __init__(self, bad):
         self.bad, self.calls = bad, 0
 
-    def losses(self, imgs, preds, targets):
+    def losses(self, batch):
         self.calls += 1
         bad = self.bad(self.calls)
-        return {"extra": torch.tensor(float("nan") if bad else 0.0, device=imgs.device)}
+        return {"extra": torch.tensor(float("nan") if bad else 0.0, device=batch.imgs.device)}
 
 
 # ----------------------------------------------------------------------------------------- non-finite losses
 def test_a_poisoned_batch_is_skipped_counted_and_training_goes_on(tmp_path, tiny_data, caplog):
     with caplog.at_level(logging.WARNING):
-        result = train(_cfg(tmp_path, tiny_data, epochs=2, noval=True), plugin=Poison(lambda n: n % 2 == 1))
+        result = train(_cfg(tmp_path, tiny_data, epochs=2, noval=True), [Poison(lambda n: n % 2 == 1)])
     assert result.epochs_completed == 2
     assert caplog.text.count("step skipped") == 2
     assert "epoch 0: 1 of 2 steps skipped for a non-finite loss" in caplog.text
@@ -63,7 +64,7 @@ def test_a_poisoned_batch_is_skipped_counted_and_training_goes_on(tmp_path, tiny
 
 def test_every_step_non_finite_stops_without_a_best_pt(tmp_path, tiny_data):
     with pytest.raises(NonFiniteLossError, match=r"every one of the 2 steps of epoch 0.*images .*\.jpg.*check these"):
-        train(_cfg(tmp_path, tiny_data), plugin=Poison(lambda n: True))
+        train(_cfg(tmp_path, tiny_data), [Poison(lambda n: True)])
     weights = tmp_path / "runs" / "exp" / "weights"
     assert not (weights / "best.pt").exists() and not (weights / "last.pt").exists()
 
