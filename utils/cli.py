@@ -1,13 +1,111 @@
-"""Helpers for the thin command-line programs: dataclass configs <-> argparse."""
+"""Helpers for the thin command-line programs: dataclass configs <-> argparse.
+
+A config field declared with :func:`flag` carries its help, choices and range once; :func:`add_flags` makes the
+command-line flags from them and :func:`check_flags` (called by the config's ``__post_init__``) validates any
+instance with them, whether it came from the command line, a checkpoint or code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """What a config field's command-line flag says and accepts (see :func:`flag`)."""
+
+    help: str = ""
+    choices: tuple | None = None
+    low: float | None = None  # smallest allowed value (or, with low_open, the bound it must exceed)
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    aliases: tuple[str, ...] = ()
+    cli: tuple[tuple[str, Any], ...] = ()  # further argparse keywords (e.g. nargs="?" with a const)
+
+    def range_text(self) -> str:
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(x for x in (lo, hi) if x)
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming the flag and the value when ``value`` breaks the choices or the range."""
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{name} {value!r} is not one of {self.choices}")
+        if self.low is None and self.high is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high:
+            raise ValueError(f"{name} must be {self.range_text()}, got {value}")
+
+
+def flag(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str = "",
+         choices: Iterable | None = None, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False, aliases: Iterable[str] = (),
+         **cli: Any) -> Any:  # fmt: skip
+    """A dataclass field that is also a command-line flag ``--name-with-dashes``: its default (or ``factory``), help,
+    choices and range (``low``/``high``, inclusive unless ``low_open``/``high_open``); ``cli``: further argparse
+    keywords. The flag's type comes from the field's annotation."""
+    spec = FlagSpec(help, tuple(choices) if choices is not None else None, low, high, low_open, high_open,
+                    tuple(aliases), tuple(cli.items()))  # fmt: skip
+    return dataclasses.field(default=default, default_factory=factory, metadata={"flag": spec})
+
+
+def flag_name(field_name: str) -> str:
+    """``--iterative-steps`` for ``iterative_steps``; a trailing underscore (``global_``) is dropped."""
+    return "--" + field_name.rstrip("_").replace("_", "-")
+
+
+def _argparse_type(annotation: str) -> dict:
+    """argparse keywords for a field annotated ``bool``, ``int``, ``float``, ``str``, ``list[...]``, ``X | None``."""
+    base = annotation.replace(" | None", "").strip()
+    if base == "bool":
+        return {"action": "store_true"}
+    if base.startswith("list["):
+        return {"nargs": "+", "type": {"int": int, "float": float}.get(base[5:-1], str)}
+    return {"type": {"int": int, "float": float}.get(base, str)}
+
+
+def add_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+              only: Iterable[str] | None = None) -> None:  # fmt: skip
+    """Add a flag for each :func:`flag` field of the dataclass ``cls`` (or of the fields named in ``only``)."""
+    wanted = set(only) if only is not None else None
+    defaults = vars(dataclass_defaults(cls))
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get("flag")
+        if spec is None or (wanted is not None and f.name not in wanted):
+            continue
+        kw: dict[str, Any] = {**_argparse_type(str(f.type)), "dest": f.name, "help": spec.help}
+        if kw.get("action") != "store_true":
+            kw["default"] = defaults.get(f.name)
+        if spec.choices is not None:
+            kw["choices"] = spec.choices
+        kw.update(dict(spec.cli))
+        p.add_argument(flag_name(f.name), *spec.aliases, **kw)
+
+
+def check_flags(cfg: Any) -> None:
+    """Validate every :func:`flag` field of the dataclass instance ``cfg`` (lists element by element)."""
+    for f in dataclasses.fields(cfg):
+        spec = f.metadata.get("flag")
+        value = getattr(cfg, f.name)
+        if spec is None or (value is None and "None" in str(f.type)):
+            continue
+        if value is None:
+            raise ValueError(f"{flag_name(f.name)} needs a value, got None")
+        for v in value if isinstance(value, list | tuple) else [value]:
+            spec.check(flag_name(f.name), v)
 
 
 def dataclass_defaults(cls: type) -> SimpleNamespace:

@@ -5,6 +5,7 @@ Used by ``val.py`` and, after every epoch, by the training engine.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -223,3 +224,28 @@ def _plot_batch(imgs, targets, dets, paths, names, save_dir: Path, batch_i: int)
         plot_images(imgs, output_to_targets(dets), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
     except Exception as e:
         LOGGER.warning("plotting validation batch %d failed: %s", batch_i, e)
+
+
+def write_metrics_json(result: EvalResult, path: Path, names: list[str], single_cls: bool, **facts) -> None:
+    """The printed metrics as JSON (``val.py`` and the end of training write the same form): ``facts`` (weights,
+    data, task, settings), then overall and per-class precision, recall, mAP50, mAP50-95, and speeds."""
+    per_class = {}
+    if result.ap is not None:
+        for i, c in enumerate(result.ap.classes):
+            p, r, ap50, ap = result.ap.class_result(i)
+            per_class[names[int(c)] if not single_cls else "item"] = {
+                "precision": p, "recall": r, "mAP50": ap50, "mAP50-95": ap,
+            }  # fmt: skip
+    payload = {
+        **facts,
+        "images": result.images,
+        "instances": result.instances,
+        "precision": result.mp,
+        "recall": result.mr,
+        "mAP50": result.map50,
+        "mAP50-95": result.map,
+        "fitness": result.fitness(),
+        "per_class": per_class,
+        "speed_ms_per_image": result.speed_ms,
+    }
+    path.write_text(json.dumps(payload, indent=2))

@@ -150,7 +150,15 @@ def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--ratio", "1.0"], "--ratio must be a fraction strictly between 0 and 1"),
+        (["--ratio", "1.0"], "--ratio must be > 0 and < 1, got 1.0"),
+        (
+            ["--ratio", "0.5", "--importance", "taylor", "--data", "d.yaml", "--batch-size", "0"],
+            "--batch-size must be >= 1, got 0",
+        ),
+        (
+            ["--ratio", "0.5", "--importance", "taylor", "--data", "d.yaml", "--batch-size", "-4"],
+            "--batch-size must be >= 1, got -4",
+        ),
         (["--ratio", "0.5", "--layers", "99"], "unknown layer 99"),
         (["--target-params", "0.001", "--layers", "0"], "below what the kept layers need"),
     ],

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from utils.cli import PlainConfig, dataclass_defaults
+from utils.cli import PlainConfig, add_flags, check_flags, flag
 
 OUTPUT_KINDS = ("l2", "kl", "bce", "pseudo", "none")
 FEATURE_KINDS = ("fitnet", "at", "cwd", "none")
@@ -36,18 +35,38 @@ def output_kinds(value: str | list[str] | tuple[str, ...], where: str = "--kd-ou
 class KDConfig(PlainConfig):
     """How to distil: which teacher, which output and feature losses, their weights, and label-free options."""
 
-    teacher: str = ""
-    kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # several combine, each with its gain
-    kd_feature: str = "none"
-    kd_layers: list[int] | None = None  # student/teacher layer indices; None = the layers that feed Detect
-    kd_weight: float = 1.0  # multiplies every distillation term
-    temperature: float = 1.0  # for --kd-output kl / bce
-    kd_obj_thres: float | None = None  # box/class output terms only where the teacher's objectness is above it
-    pseudo_conf: float = 0.5  # --kd-output pseudo: minimum teacher confidence of a pseudo label
-    min_teacher_map: float = 0.05  # a teacher below this mAP50-95 on the val split is weak: warning, no pseudo labels
-    unlabeled: str | None = None  # folder (or list/glob) of images without labels
-    unlabeled_ratio: float = 0.5  # unlabelled images per labelled image in each step
-    no_gt: bool = False  # train on distillation terms alone
+    teacher: str = flag("", help="teacher checkpoint (ours, upstream, pruned, any size)")
+    kd_output: list[str] = flag(
+        factory=lambda: list(DEFAULT_OUTPUT),
+        choices=OUTPUT_KINDS,
+        metavar="LOSS",
+        help=f"output distillation loss(es) {OUTPUT_KINDS}; several combine, e.g. bce pseudo",
+    )
+    kd_feature: str = flag("none", choices=FEATURE_KINDS, help="feature distillation loss")
+    kd_layers: list[int] | None = flag(None, low=0, help="layers for feature KD (default: the layers feeding Detect)")
+    kd_weight: float = flag(1.0, low=0, help="multiplies every distillation term")
+    temperature: float = flag(1.0, low=0, low_open=True, help="temperature of --kd-output kl / bce")
+    kd_obj_thres: float | None = flag(
+        None,
+        low=0,
+        high=1,
+        high_open=True,
+        help="box/class output terms only where the teacher's objectness is above it",
+    )
+    pseudo_conf: float = flag(
+        0.5,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        help="--kd-output pseudo: minimum teacher confidence of a pseudo label",
+    )
+    min_teacher_map: float = flag(0.05, low=0, high=1,
+                                  help="teacher mAP50-95 on the val split below which it is weak (warning, no pseudo "
+                                  "labels)")  # fmt: skip
+    unlabeled: str | None = flag(None, help="images without labels (a folder, list or glob; label-free distillation)")
+    unlabeled_ratio: float = flag(0.5, low=0, low_open=True, help="unlabelled images per labelled image in each step")
+    no_gt: bool = flag(False, help="train on distillation terms alone")
 
     def __post_init__(self) -> None:
         if not self.teacher:
@@ -55,26 +74,9 @@ class KDConfig(PlainConfig):
         if not Path(self.teacher).is_file():
             raise FileNotFoundError(f"--teacher {self.teacher}: file not found")
         self.kd_output = output_kinds(self.kd_output)  # a single name (older checkpoints) becomes a list
-        if self.kd_feature not in FEATURE_KINDS:
-            raise ValueError(f"--kd-feature {self.kd_feature!r} is not one of {FEATURE_KINDS}")
+        check_flags(self)
         if self.kd_output == ["none"] and self.kd_feature == "none":
             raise ValueError("--kd-output none and --kd-feature none: nothing to distil")
-        for name in ("kd_weight", "temperature", "kd_obj_thres", "pseudo_conf", "unlabeled_ratio", "min_teacher_map"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        if self.kd_weight < 0:
-            raise ValueError(f"--kd-weight must be >= 0, got {self.kd_weight}")
-        if self.temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {self.temperature}")
-        if self.kd_obj_thres is not None and not 0 <= self.kd_obj_thres < 1:
-            raise ValueError(f"--kd-obj-thres must be in [0, 1), got {self.kd_obj_thres}")
-        if not 0 < self.pseudo_conf < 1:
-            raise ValueError(f"--pseudo-conf must be in (0, 1), got {self.pseudo_conf}")
-        if self.unlabeled_ratio <= 0:
-            raise ValueError(f"--unlabeled-ratio must be positive, got {self.unlabeled_ratio}")
-        if not 0 <= self.min_teacher_map <= 1:
-            raise ValueError(f"--min-teacher-map must be in [0, 1], got {self.min_teacher_map}")
 
     @property
     def outputs(self) -> list[str]:
@@ -83,30 +85,5 @@ class KDConfig(PlainConfig):
 
 
 def add_kd_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    d = dataclass_defaults(KDConfig)
-    g = p.add_argument_group("distillation")
-    g.add_argument("--teacher", default=d.teacher, help="teacher checkpoint (ours, upstream, pruned, any size)")
-    g.add_argument(
-        "--kd-output",
-        nargs="+",
-        choices=OUTPUT_KINDS,
-        default=d.kd_output,
-        metavar="LOSS",
-        help=f"output distillation loss(es) {OUTPUT_KINDS}; several combine, e.g. bce pseudo",
-    )
-    g.add_argument("--kd-feature", choices=FEATURE_KINDS, default=d.kd_feature, help="feature distillation loss")
-    g.add_argument("--kd-layers", nargs="+", type=int, default=d.kd_layers, help="layers for feature KD")
-    g.add_argument("--kd-weight", type=float, default=d.kd_weight, help="weight of all distillation terms")
-    g.add_argument("--temperature", type=float, default=d.temperature, help="temperature for kl / bce")
-    g.add_argument("--kd-obj-thres", type=float, default=d.kd_obj_thres, help="teacher-objectness gate")
-    g.add_argument("--pseudo-conf", type=float, default=d.pseudo_conf, help="min confidence of pseudo labels")
-    g.add_argument(
-        "--min-teacher-map",
-        type=float,
-        default=d.min_teacher_map,
-        help="teacher mAP50-95 on the val split below which it is weak (warning, no pseudo labels)",
-    )
-    g.add_argument("--unlabeled", default=d.unlabeled, help="images without labels (label-free distillation)")
-    g.add_argument("--unlabeled-ratio", type=float, default=d.unlabeled_ratio, help="unlabelled per labelled image")
-    g.add_argument("--no-gt", action="store_true", help="train on distillation terms alone")
+    add_flags(p.add_argument_group("distillation"), KDConfig)
     return p

@@ -13,9 +13,11 @@ Conventions shared by all three losses:
 - ``w = sigmoid(t_obj)`` ``[B, na, H, W]`` is the teacher's objectness. The box and class terms are means over the
   cells the teacher believes in: ``sum(w * err) / sum(w)``. A plain mean over all cells would make them vanish
   next to the ground-truth loss (most cells are background) and shrink as the image, hence the grid, grows.
-- ``obj_thres`` (``None`` or a float in ``[0, 1)``) gates the box and class terms further: a cell contributes only
-  where ``w > obj_thres``. The gate is a 0/1 mask multiplied into the weight; a weighted mean is bounded by the
-  largest error, so a gate letting few cells through cannot blow the term up, and one letting none through gives 0.
+- ``obj_thres`` (``None`` or a float in ``[0, 1)``) gates the box and class terms further: a cell contributes
+  only where ``w > obj_thres``. It and ``temperature > 0`` are checked once, with the other settings, by
+  :class:`~utils.distill.config.KDConfig`, not on every step. The gate is a 0/1 mask multiplied into the weight;
+  a weighted mean is bounded by the largest error, so a gate letting few cells through cannot blow the term up,
+  and one letting none through gives 0.
 - The objectness term is compared on **every** cell, unweighted and never gated, so that the student also learns
   where the teacher sees nothing.
 - Box term (all losses): YOLOv5 decodes every box channel through a sigmoid
@@ -40,7 +42,6 @@ The losses:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -82,22 +83,6 @@ def _pairs(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> 
         dtype = torch.promote_types(p.dtype, torch.float32)
         pairs.append((p.to(dtype), t.detach().to(device=p.device, dtype=dtype)))
     return pairs
-
-
-def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    return float(temperature)
-
-
-def _check_thres(obj_thres: float | None) -> float | None:
-    if obj_thres is None:
-        return None
-    if isinstance(obj_thres, bool) or not isinstance(obj_thres, int | float) or not 0.0 <= obj_thres < 1.0:
-        raise ValueError(f"obj_thres must be None or a number in [0, 1), got {obj_thres!r}")
-    return float(obj_thres)
 
 
 def _cell_weight(t: torch.Tensor, obj_thres: float | None) -> torch.Tensor:
@@ -165,10 +150,8 @@ def l2_output_loss(
         the teacher.
 
     Raises:
-        ValueError: the levels differ in number or shape (the message names both shapes and the level), or
-            ``obj_thres`` is out of range.
+        ValueError: the levels differ in number or shape (the message names both shapes and the level).
     """
-    obj_thres = _check_thres(obj_thres)
     terms: dict[str, list[torch.Tensor]] = {"box": [], "obj": [], "cls": []}
     for p, t in _pairs(student, teacher):
         w = _cell_weight(t, obj_thres)
@@ -208,11 +191,8 @@ def bce_output_loss(
         ``{"box", "obj", "cls"}``: scalar tensors, each a sum over levels.
 
     Raises:
-        ValueError: the levels differ in number or shape (the message names both shapes and the level), or
-            ``temperature`` / ``obj_thres`` is out of range.
+        ValueError: the levels differ in number or shape (the message names both shapes and the level).
     """
-    temperature = _check_temperature(temperature)
-    obj_thres = _check_thres(obj_thres)
     terms: dict[str, list[torch.Tensor]] = {"box": [], "obj": [], "cls": []}
     for p, t in _pairs(student, teacher):
         w = _cell_weight(t, obj_thres)
@@ -256,11 +236,8 @@ def kl_output_loss(
         are exactly 0 when the student equals the teacher; ``obj`` is then at its minimum (zero gradient).
 
     Raises:
-        ValueError: the levels differ in number or shape (the message names both shapes and the level), or
-            ``temperature`` / ``obj_thres`` is out of range.
+        ValueError: the levels differ in number or shape (the message names both shapes and the level).
     """
-    temperature = _check_temperature(temperature)
-    obj_thres = _check_thres(obj_thres)
     pairs = _pairs(student, teacher)
     if pairs[0][0].shape[-1] == _CLS + 1:
         warnings.warn(

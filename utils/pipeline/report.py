@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from models import load_model
+from utils.pipeline.stages import metrics_file
 from utils.torch_utils import count_parameters, forward_ms, model_flops, select_device
 
 LOGGER = logging.getLogger(__name__)
@@ -58,11 +59,11 @@ def onnx_latency_ms(path: Path, imgsz: int, runs: int) -> float:
     return 1000 * sorted(times)[len(times) // 2]
 
 
-def measure(rows: list[Row], eval_dir: Path, imgsz: int, runs: int, device: str, onnx: Path | None) -> None:
-    """Fill each row from its ``val.py`` metrics.json and from timing its model here."""
+def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, onnx: Path | None) -> None:
+    """Fill each row from its metrics.json (training's or val.py's) and from timing its model here."""
     dev = select_device(device)
     for row in rows:
-        metrics = eval_dir / row.name / "metrics.json"
+        metrics = metrics_file(run, row.name)
         if metrics.is_file():
             m = json.loads(metrics.read_text())
             row.map50, row.map = m["mAP50"], m["mAP50-95"]

@@ -37,7 +37,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
 
     def report() -> None:
         rows = [Row(n, models.weights(n)) for n in MODEL_NAMES if models.weights(n).is_file()]
-        measure(rows, run / "eval", cfg.imgsz, cfg.latency_runs, cfg.device, run / "export" / "model.onnx")
+        measure(rows, run, cfg.imgsz, cfg.latency_runs, cfg.device, run / "export" / "model.onnx")
         plot = plot_comparison(rows, run / "compare.png")
         facts = {
             "data": cfg.data,

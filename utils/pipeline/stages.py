@@ -123,8 +123,9 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     stages += [prune, recover]
 
     def pending_evals() -> list[str]:
-        """Models that exist and have no metrics yet (a model made later, e.g. by a re-run, is evaluated then)."""
-        return [n for n in MODEL_NAMES if m.weights(n).is_file() and not (run / "eval" / n / "metrics.json").is_file()]
+        """Models that exist and have no metrics yet: training writes those of its best.pt, so only models that
+        were not trained here are evaluated (a model made later, e.g. by a re-run, is evaluated then)."""
+        return [n for n in MODEL_NAMES if m.weights(n).is_file() and not metrics_file(run, n).is_file()]
 
     evals = Stage("evaluate", "evaluate every model on the validation split", run / "eval")
     evals.is_done = lambda: not pending_evals()
@@ -158,6 +159,13 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
 
 #: the models the report compares, in table order
 MODEL_NAMES = ("teacher", "baseline", "distilled", "recovered")
+
+
+def metrics_file(run: Path, name: str) -> Path:
+    """Where model ``name``'s metrics are: its training run's ``metrics.json`` (the evaluation of its best.pt at the
+    end of training), else that of a ``val.py`` run of the evaluate stage."""
+    trained = run / name / "metrics.json"
+    return trained if trained.is_file() else run / "eval" / name / "metrics.json"
 
 
 def run_stages(stages: list[Stage], before: dict[str, Callable[[Stage], None]] | None = None) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.cli import PlainConfig
+from utils.cli import PlainConfig, check_flags, flag
 
 IMPORTANCE_KINDS = ("l1", "l2", "bn", "lamp", "taylor", "random")
 LAYER_GROUPS = ("backbone", "neck", "all")
@@ -15,24 +15,36 @@ LAYER_GROUPS = ("backbone", "neck", "all")
 class PruneConfig(PlainConfig):
     """One pruning job. Exactly one of ``ratio``, ``target_params``, ``target_gflops`` sets how much to remove."""
 
-    weights: str = ""
-    out: str = ""
-    ratio: float | None = None  # fraction of channels removed from each pruned layer (or globally with global_)
-    target_params: float | None = None  # keep at most this fraction of the parameters
-    target_gflops: float | None = None  # keep at most this fraction of the GFLOPs
-    layers: str = "all"  # backbone, neck, all, or comma-separated layer indices such as "0,1,2,3"
-    importance: str = "l1"
-    global_: bool = False  # one importance ranking across all layers instead of the same ratio per layer
-    iterative_steps: int = 1
-    round_to: int = 8
-    imgsz: int = 640
-    data: str = ""  # dataset yaml; --importance taylor takes a few batches of its training images
-    taylor_batches: int = 4
-    batch_size: int = 8
-    seed: int = 0
-    device: str = "cpu"
+    weights: str = flag("", help="checkpoint to prune: ours, upstream YOLOv5's, or already pruned")
+    out: str = flag("", help="where to write the pruned checkpoint")
+    ratio: float | None = flag(
+        None,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        help="fraction of channels removed from each pruned layer (or globally with --global)",
+    )
+    target_params: float | None = flag(
+        None, low=0, high=1, low_open=True, high_open=True, help="keep at most this fraction of the parameters"
+    )
+    target_gflops: float | None = flag(
+        None, low=0, high=1, low_open=True, high_open=True, help="keep at most this fraction of the GFLOPs"
+    )
+    layers: str = flag("all", help="backbone, neck, all, or layer indices like 0,1,2")
+    importance: str = flag("l1", choices=IMPORTANCE_KINDS, help="channel ranking")
+    global_: bool = flag(False, help="rank channels across layers together instead of the same ratio per layer")
+    iterative_steps: int = flag(1, low=1, help="reach the ratio in this many steps")
+    round_to: int = flag(8, low=1, help="keep channel counts multiples of this")
+    imgsz: int = flag(640, low=32, help="image size for GFLOPs and latency (a multiple of 32)")
+    data: str = flag("", help="dataset yaml; --importance taylor takes a few batches of its training images")
+    taylor_batches: int = flag(4, low=1, help="batches for --importance taylor")
+    batch_size: int = flag(8, low=1, help="batch size for --importance taylor")
+    seed: int = flag(0, help="seed of --importance random and of the taylor batches")
+    device: str = flag("cpu", help="cpu or a CUDA device such as 0")
 
     def __post_init__(self) -> None:
+        check_flags(self)
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint to prune")
         if not Path(self.weights).is_file():
@@ -45,20 +57,7 @@ class PruneConfig(PlainConfig):
                 "give exactly one of --ratio, --target-params, --target-gflops"
                 + (f" (got {', '.join('--' + g.replace('_', '-') for g in given)})" if given else "")
             )
-        for name in given:
-            value = getattr(self, name)
-            if not 0 < value < 1:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} must be a fraction strictly between 0 and 1, got {value}")
-        if self.importance not in IMPORTANCE_KINDS:
-            raise ValueError(f"--importance {self.importance!r} is not one of {IMPORTANCE_KINDS}")
         if self.importance == "taylor" and not self.data:
             raise ValueError("--importance taylor needs --data: gradients come from a few batches of real images")
-        if self.iterative_steps < 1:
-            raise ValueError(f"--iterative-steps must be >= 1, got {self.iterative_steps}")
-        if self.round_to < 1:
-            raise ValueError(f"--round-to must be >= 1, got {self.round_to}")
-        if self.imgsz < 32 or self.imgsz % 32:
+        if self.imgsz % 32:
             raise ValueError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
-        if self.taylor_batches < 1:
-            raise ValueError(f"--taylor-batches must be >= 1, got {self.taylor_batches}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.data import create_dataloader, load_data_config
-from utils.evaluation import EvalConfig, EvalResult, evaluate
+from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
 from utils.export.backend import load_backend
 from utils.files import increment_path
 from utils.loss import LossConfig, YoloLoss
@@ -96,33 +95,7 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
         "Speed: %.1f ms pre-process, %.1f ms inference, %.1f ms NMS per image at shape (%d, 3, %d, %d)",
         t["preprocess"], t["inference"], t["nms"], cfg.batch_size, cfg.imgsz, cfg.imgsz,
     )  # fmt: skip
-    write_metrics_json(result, save_dir / "metrics.json", cfg, data.names)
+    write_metrics_json(result, save_dir / "metrics.json", data.names, cfg.single_cls, weights=cfg.weights,
+                       data=cfg.data, task=cfg.task, settings=asdict(cfg))  # fmt: skip
     LOGGER.info("Results saved to %s", save_dir)
     return result, save_dir
-
-
-def write_metrics_json(result: EvalResult, path: Path, cfg: ValConfig, names: list[str]) -> None:
-    """The printed metrics as JSON: overall, per class, speeds and the settings used."""
-    per_class = {}
-    if result.ap is not None:
-        for i, c in enumerate(result.ap.classes):
-            p, r, ap50, ap = result.ap.class_result(i)
-            per_class[names[int(c)] if not cfg.single_cls else "item"] = {
-                "precision": p, "recall": r, "mAP50": ap50, "mAP50-95": ap,
-            }  # fmt: skip
-    payload = {
-        "weights": cfg.weights,
-        "data": cfg.data,
-        "task": cfg.task,
-        "images": result.images,
-        "instances": result.instances,
-        "precision": result.mp,
-        "recall": result.mr,
-        "mAP50": result.map50,
-        "mAP50-95": result.map,
-        "fitness": result.fitness(),
-        "per_class": per_class,
-        "speed_ms_per_image": result.speed_ms,
-        "settings": asdict(cfg),
-    }
-    path.write_text(json.dumps(payload, indent=2))

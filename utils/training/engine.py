@@ -7,7 +7,6 @@ checkpoint records each by kind and settings, and a resumed run rebuilds exactly
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from models.yolo import Model
 from utils.checkpoint import load_plain, make_checkpoint, remove_unfinished_writes, save_checkpoint, strip_checkpoint
 from utils.data import create_dataloader, load_data_config
-from utils.evaluation import EvalConfig, EvalResult, evaluate
+from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
 from utils.files import increment_path, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
@@ -400,8 +399,9 @@ class Trainer:
                 save_dir=self.save_dir, desc="best.pt",
             )  # fmt: skip
             metrics = result.metrics()
-            record = {"weights": str(best), "data": self.cfg.data, "imgsz": self.cfg.imgsz, "metrics": metrics}
-            (self.save_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+            write_metrics_json(result, self.save_dir / "metrics.json", self.names, self.cfg.single_cls,
+                               weights=str(best), data=self.cfg.data, task="val",
+                               settings=self.cfg.to_dict())  # fmt: skip
         if not self.cfg.noplots:
             self._plot("results", self.save_dir / "results.csv")
         rows = [

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from tests.conftest import write_tiny_data
 from utils.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
+from utils.pipeline.report import LABELS
 from utils.pipeline.stages import build_stages
 
 
@@ -59,8 +62,12 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     smallest = min(params, key=params.get)
     assert smallest == "pruned teacher, recovered by distillation"
     assert rows[smallest][-2].strip().endswith(" ms"), text  # only the exported (smallest) model has an ONNX time
-    for name in ("teacher", "baseline", "distilled", "recovered"):
-        assert (report.parent / "eval" / name / "metrics.json").is_file()
+    for name in ("teacher", "baseline", "distilled", "recovered"):  # training evaluated best.pt: no second pass
+        metrics = json.loads((report.parent / name / "metrics.json").read_text())
+        assert metrics["weights"].endswith(f"{name}/weights/best.pt") and 0 <= metrics["mAP50-95"] <= 1
+        assert f"{metrics['mAP50-95']:.3f}" in rows[LABELS[name]][4]
+    assert not (report.parent / "eval").exists()
+    assert "run by hand: python val.py" not in out
 
     run_pipeline(cfg)  # everything exists: only the report is written again
     out = capsys.readouterr().out

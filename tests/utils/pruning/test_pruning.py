@@ -137,8 +137,8 @@ def test_pruned_checkpoint_reloads_at_its_size_with_identical_outputs(yolov5n_ck
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(ratio=1.0), "strictly between 0 and 1"),
-        (dict(ratio=0.0), "strictly between 0 and 1"),
+        (dict(ratio=1.0), "--ratio must be > 0 and < 1"),
+        (dict(ratio=0.0), "--ratio must be > 0 and < 1"),
         (dict(ratio=0.5, target_params=0.5), "exactly one"),
         (dict(), "exactly one"),
         (dict(ratio=0.5, importance="magic"), "magic"),
