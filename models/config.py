@@ -286,8 +286,6 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
 
         layers.append(Layer(module, i, f, name, repeats, args))
         save.update(x % i for x in (f if isinstance(f, list) else [f]) if x != -1)
-        if i == 0:
-            channels = []
         channels.append(c_out)
     if layers[-1].type_name != "Detect":
         raise ModelConfigError(f"{source}: the last head row must be Detect, got {layers[-1].type_name}")
