@@ -104,30 +104,37 @@ def validate_model_dict(d: dict, source: str) -> None:
             raise ModelConfigError(f"{source}: '{key}' {v!r} is out of range (at most 100; yolov5x uses 1.33/1.25)")
     if not isinstance(d["nc"], int) or isinstance(d["nc"], bool) or d["nc"] < 1:
         raise ModelConfigError(f"{source}: 'nc' must be a positive integer, got {d['nc']!r}")
-    anchors = d["anchors"]
-    if isinstance(anchors, list):
-        if not anchors or any(not isinstance(a, list) or len(a) % 2 or not a for a in anchors):
-            raise ModelConfigError(
-                f"{source}: 'anchors' must be a list of per-level [w1, h1, w2, h2, ...] lists, got {anchors!r}"
-            )
-        if len({len(a) for a in anchors}) != 1:
-            raise ModelConfigError(f"{source}: every level needs the same number of anchors, got {anchors!r}")
-        bad = [x for a in anchors for x in a if not _is_number(x) or not math.isfinite(x) or x <= 0]
-        if bad:
-            raise ModelConfigError(f"{source}: anchor sizes must be positive numbers (pixels), got {bad[0]!r}")
-    elif isinstance(anchors, int) and not isinstance(anchors, bool):
-        # upstream accepts a count here and leaves the sizes to autoanchor; with --noautoanchor it would train on
-        # placeholder sizes, so we ask for the sizes instead
-        raise ModelConfigError(
-            f"{source}: 'anchors: {anchors}' (a count) is not supported; give the sizes per level in pixels, e.g. "
-            "anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]] (autoanchor "
-            "then adapts them to the data)"
-        )
-    else:
-        raise ModelConfigError(f"{source}: 'anchors' must be a list of per-level lists, got {anchors!r}")
+    _check_anchors(d["anchors"], source)
     for section in ("backbone", "head"):
         if not isinstance(d[section], list) or not d[section]:
             raise ModelConfigError(f"{source}: '{section}' must be a non-empty list of rows")
+
+
+def _check_anchors(anchors: Any, where: str) -> None:
+    """Check an ``anchors`` value (the top-level key, or Detect's second argument) and raise
+    :class:`ModelConfigError` naming ``where`` and the value unless it is a non-empty list of per-level
+    ``[w1, h1, w2, h2, ...]`` lists of positive pixel sizes, with the same number of anchors on every level.
+
+    A bare count (``anchors: 3``, which upstream YOLOv5 accepts and leaves to autoanchor) is refused: the head would
+    start from placeholder sizes that autoanchor cannot score, and that training keeps with ``--noautoanchor``.
+    """
+    if isinstance(anchors, int) and not isinstance(anchors, bool):
+        raise ModelConfigError(
+            f"{where}: 'anchors: {anchors}' (a count) is not supported; give the sizes per level in pixels, e.g. "
+            "anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]] (autoanchor "
+            "then adapts them to the data)"
+        )
+    if not isinstance(anchors, list):
+        raise ModelConfigError(f"{where}: 'anchors' must be a list of per-level lists, got {anchors!r}")
+    if not anchors or any(not isinstance(a, list) or len(a) % 2 or not a for a in anchors):
+        raise ModelConfigError(
+            f"{where}: 'anchors' must be a list of per-level [w1, h1, w2, h2, ...] lists, got {anchors!r}"
+        )
+    if len({len(a) for a in anchors}) != 1:
+        raise ModelConfigError(f"{where}: every level needs the same number of anchors, got {anchors!r}")
+    bad = [x for a in anchors for x in a if not _is_number(x) or not math.isfinite(x) or x <= 0]
+    if bad:
+        raise ModelConfigError(f"{where}: anchor sizes must be positive numbers (pixels), got {bad[0]!r}")
 
 
 def _is_number(x: Any) -> bool:
@@ -265,9 +272,8 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
                     raise ModelConfigError(f"{label}: Detect needs a list of input layers in 'from'")
                 if len(args) < 2:
                     raise ModelConfigError(f"{label}: Detect args must be [nc, anchors]")
+                _check_anchors(args[1], f"{label}: Detect")
                 args = [args[0], args[1], [channels[x] for x in f]]
-                if isinstance(args[1], int):
-                    args[1] = [list(range(args[1] * 2))] * len(f)
                 c_out = 0
             else:
                 c_out = c_in
@@ -286,8 +292,6 @@ def build_layers(d: dict, ch: int, source: str) -> tuple[list[Layer], list[int]]
 
         layers.append(Layer(module, i, f, name, repeats, args))
         save.update(x % i for x in (f if isinstance(f, list) else [f]) if x != -1)
-        if i == 0:
-            channels = []
         channels.append(c_out)
     if layers[-1].type_name != "Detect":
         raise ModelConfigError(f"{source}: the last head row must be Detect, got {layers[-1].type_name}")

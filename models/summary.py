@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from models.probe import probe_outputs
+
 if TYPE_CHECKING:
     from models.yolo import Model
 
@@ -30,6 +32,7 @@ class LayerRow:
 
 
 def _shape(out) -> list[int]:
+    """``out``'s shape without the batch dimension; of the first element for a tuple (Detect's decoded output)."""
     if isinstance(out, torch.Tensor):
         return list(out.shape[1:])
     if isinstance(out, (tuple, list)) and out:
@@ -46,22 +49,8 @@ def layer_rows(model: Model, img_size: int | tuple[int, int] = 640) -> list[Laye
     stride = int(model.stride.max())
     if h % stride or w % stride:
         raise ValueError(f"image size {h}x{w} is not a multiple of the model's largest stride {stride}")
-    shapes: dict[int, list[int]] = {}
-    handles = [
-        m.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, _shape(out)))
-        for i, m in enumerate(model.model)
-    ]
-    first = next(model.parameters())
-    probe = torch.zeros(1, model.yaml.get("ch", 3), h, w, device=first.device, dtype=first.dtype)
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(probe)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    x = torch.zeros(1, model.yaml.get("ch", 3), h, w)
+    shapes = probe_outputs(model, x, range(len(model.model)), _shape)
     return [
         LayerRow(
             index=m.i,

@@ -79,18 +79,13 @@ class Model(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):
-        return self.forward_layers(x)
-
-    def forward_layers(self, x: torch.Tensor, keep: set[int] | None = None, outputs: dict | None = None):
-        """Run every layer; when ``outputs`` is a dict, store the outputs of the layers in ``keep`` into it."""
+        """Run every layer on ``x`` ``[B, ch, H, W]``; returns Detect's output (see :class:`models.head.Detect`)."""
         kept: list[torch.Tensor | None] = []
         for m in self.model:
             if m.f != -1:
                 x = kept[m.f] if isinstance(m.f, int) else [x if j == -1 else kept[j] for j in m.f]
             x = m(x)
             kept.append(x if m.i in self.save else None)
-            if outputs is not None and keep is not None and m.i in keep:
-                outputs[m.i] = x
         return x
 
     # --------------------------------------------------------------- properties

@@ -362,13 +362,3 @@ class ConfusionMatrix:
             det_matched[di], gt_matched[gi] = True, True
         np.add.at(self.matrix, (self.nc, gt_cls[~gt_matched].numpy()), 1)  # missed objects
         np.add.at(self.matrix, (det_cls[~det_matched].numpy(), self.nc), 1)  # false positives
-
-    def tp_fp(self) -> tuple[np.ndarray, np.ndarray]:
-        """``([nc] true positives, [nc] false positives)`` per class (background excluded)."""
-        tp = np.diag(self.matrix)[: self.nc]
-        fp = self.matrix.sum(1)[: self.nc] - tp
-        return tp, fp
-
-    def normalized(self) -> np.ndarray:
-        """``[nc + 1, nc + 1]`` float matrix with each column (true class) divided by its total."""
-        return self.matrix / np.maximum(self.matrix.sum(0, keepdims=True), 1)

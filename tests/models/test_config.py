@@ -61,6 +61,27 @@ def test_bad_args_are_reported(base):
         Model(base)
 
 
+@pytest.mark.parametrize("where", ["top-level key", "Detect argument", "Model argument"])
+def test_an_anchor_count_is_refused_wherever_it_is_given(base, where):
+    """``anchors: 3`` (a count per level, upstream's "let autoanchor choose") is refused in every place anchors are
+    read, with the value named, instead of building a head on placeholder sizes."""
+    kwargs = {}
+    if where == "top-level key":
+        base["anchors"] = 3
+    elif where == "Detect argument":
+        base["head"][-1][-1] = ["nc", 3]
+    else:
+        kwargs["anchors"] = 3
+    with pytest.raises(ModelConfigError, match=r"'anchors: 3' \(a count\) is not supported"):
+        Model(base, **kwargs)
+
+
+def test_detect_anchor_sizes_are_checked_like_the_top_level_ones(base):
+    base["head"][-1][-1] = ["nc", [[10, 13, 16, 30], [30, 61, 62, -45], [116, 90, 156, 198]]]
+    with pytest.raises(ModelConfigError, match=r"layer 24\): Detect: anchor sizes must be positive.*got -45"):
+        Model(base)
+
+
 def test_yaml_syntax_error_names_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("nc: 3\nbackbone: [[-1, 1, Conv\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.probe import probe_outputs
 from models.yolo import Model
 
 # Upstream YOLOv5 v6.0 parameter counts for each yaml and class count.
@@ -126,9 +127,9 @@ def test_nc_and_anchor_overrides_do_not_modify_the_input_dict():
     assert torch.allclose(model.detect.anchors[1, 0] * 16, torch.tensor([81.0, 82.0]))
 
 
-def test_forward_layers_collects_features():
-    model = Model("yolov5n.yaml", nc=3).train()
-    feats: dict[int, torch.Tensor] = {}
-    raw = model.forward_layers(torch.rand(1, 3, 64, 64), keep={17, 20, 23}, outputs=feats)
-    assert sorted(feats) == [17, 20, 23]
-    assert [f.shape[-1] for f in (feats[17], feats[20], feats[23])] == [r.shape[3] for r in raw]
+def test_detect_reads_the_features_of_the_layers_it_names():
+    model = Model("yolov5n.yaml", nc=3)
+    outs = probe_outputs(model, torch.rand(1, 3, 64, 64), [*model.detect.f, model.detect.i], lambda y: y)
+    _, raw = outs[model.detect.i]
+    assert model.detect.f == [17, 20, 23]
+    assert [outs[i].shape[-2:] for i in model.detect.f] == [r.shape[2:4] for r in raw]

@@ -2,21 +2,11 @@ import contextlib
 import io
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from utils.boxes import xyxy2xywhn
-from utils.coco import (
-    coco80_to_coco91_class,
-    coco_evaluate,
-    coco_gt_from_labels,
-    coco_gt_from_yolo_files,
-    detections_to_coco,
-    image_id_from_path,
-    save_coco_json,
-)
+from utils.coco import detections_to_coco, image_id_from_path, save_coco_json
 from utils.metrics import ap_per_class, match_predictions
 
 # ---------------------------------------------------------------- format helpers
@@ -25,12 +15,6 @@ from utils.metrics import ap_per_class, match_predictions
 def test_image_id_from_path():
     assert image_id_from_path("/data/coco/images/000000000139.jpg") == 139
     assert image_id_from_path("dog_01.png") == "dog_01"
-
-
-def test_coco80_to_coco91():
-    ids = coco80_to_coco91_class()
-    assert len(ids) == 80 and len(set(ids)) == 80
-    assert ids[:3] == [1, 2, 3] and ids[11] == 13 and ids[-1] == 90
 
 
 def test_detections_to_coco_format_and_rounding():
@@ -49,35 +33,6 @@ def test_save_coco_json(tmp_path):
     res = detections_to_coco(np.array([[1, 2, 3, 4, 0.5, 0]]), "a")
     path = save_coco_json(res, tmp_path / "sub" / "pred.json")
     assert json.loads(path.read_text()) == res
-
-
-def test_coco_gt_from_labels():
-    gt = coco_gt_from_labels([(7, (100, 200), np.array([[1, 0.5, 0.5, 0.2, 0.4]]))], ["a", "b"], class_map=[10, 20])
-    assert gt["images"] == [{"id": 7, "width": 200, "height": 100, "file_name": "7"}]
-    (ann,) = gt["annotations"]
-    assert ann["category_id"] == 20 and ann["iscrowd"] == 0 and ann["id"] == 1
-    np.testing.assert_allclose(ann["bbox"], [80, 30, 40, 40])
-    assert ann["area"] == pytest.approx(1600)
-    assert gt["categories"] == [{"id": 10, "name": "a"}, {"id": 20, "name": "b"}]
-    with pytest.raises(ValueError, match="class 5"):
-        coco_gt_from_labels([(1, (10, 10), np.array([[5, 0.5, 0.5, 0.1, 0.1]]))], ["a"])
-    with pytest.raises(ValueError, match="shape"):
-        coco_gt_from_labels([(1, (0, 10), np.zeros((0, 5)))], ["a"])
-
-
-def test_coco_gt_from_yolo_files(tmp_path):
-    im = tmp_path / "images" / "000012.jpg"
-    im.parent.mkdir()
-    cv2.imwrite(str(im), np.zeros((48, 64, 3), np.uint8))
-    lb = tmp_path / "labels" / "000012.txt"
-    lb.parent.mkdir()
-    lb.write_text("0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.125 0.125\n")
-    gt = coco_gt_from_yolo_files([im], [lb], ["a", "b"])
-    assert gt["images"][0] == {"id": 12, "width": 64, "height": 48, "file_name": "000012.jpg"}
-    np.testing.assert_allclose(gt["annotations"][0]["bbox"], [24, 12, 16, 24])
-    assert [a["category_id"] for a in gt["annotations"]] == [0, 1]
-    gt_missing = coco_gt_from_yolo_files([im], [tmp_path / "none.txt"], ["a", "b"])
-    assert gt_missing["annotations"] == []
 
 
 # ---------------------------------------------------------------- agreement with pycocotools
@@ -123,6 +78,27 @@ def _synthetic_validation_set(seed, n_images=20, nc=3, height=480, width=640):
     return data
 
 
+def _coco_ground_truth(
+    data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], nc: int, height: int, width: int
+) -> dict:
+    """The COCO ground-truth dict of :func:`_synthetic_validation_set`'s images (all ``height`` x ``width``).
+
+    Each image's ``gt_xyxy`` ``[m, 4]`` (pixels) becomes ``m`` annotations with ``bbox = [x, y, w, h]``,
+    ``area = w * h`` and ``category_id`` = the class index; annotation ids count from 1.
+    """
+    images, annotations = [], []
+    for image_id, gt, cls, _ in data:
+        images.append({"id": image_id, "width": width, "height": height, "file_name": str(image_id)})
+        for (x1, y1, x2, y2), c in zip(gt.tolist(), cls.tolist(), strict=True):
+            w, h = x2 - x1, y2 - y1
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c),
+                 "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0}
+            )  # fmt: skip
+    categories = [{"id": c, "name": str(c)} for c in range(nc)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
 def _pycocotools_eval(gt_dict, results):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -144,18 +120,16 @@ def test_map_agrees_with_pycocotools(seed):
     height, width = 480, 640
     data = _synthetic_validation_set(seed, height=height, width=width)
 
-    stats, entries, results = [], [], []
+    stats, results = [], []
     for image_id, gt, cls, det in data:
         labels = torch.tensor(np.c_[cls, gt])
         det_t = torch.tensor(det)
         stats.append((match_predictions(det_t, labels), det_t[:, 4], det_t[:, 5], labels[:, 0]))
-        entries.append((image_id, (height, width), np.c_[cls, xyxy2xywhn(gt, width, height)]))
         results += detections_to_coco(det_t, image_id)
     tp, conf, pred_cls, target_cls = (torch.cat(x) for x in zip(*stats, strict=True))
     ours = ap_per_class(tp, conf, pred_cls, target_cls)
 
-    gt_dict = coco_gt_from_labels(entries, ["a", "b", "c"])
-    ev = _pycocotools_eval(gt_dict, results)
+    ev = _pycocotools_eval(_coco_ground_truth(data, 3, height, width), results)
     coco_map, coco_map50 = ev.stats[0], ev.stats[1]
 
     # the matching itself: our TP flags vs COCO's per-detection matches (detection ids follow the results order)
@@ -171,5 +145,3 @@ def test_map_agrees_with_pycocotools(seed):
     assert 0.3 < coco_map < coco_map50 < 0.95  # a realistic, non-trivial set
     assert ours.map50 == pytest.approx(coco_map50, abs=0.005)
     assert ours.map == pytest.approx(coco_map, abs=0.005)
-    # and the convenience wrapper returns the same numbers
-    assert coco_evaluate(gt_dict, results) == pytest.approx((coco_map, coco_map50))

@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from models.probe import probe_outputs
 from models.yolo import Model
 from utils.distill.config import KDConfig
 from utils.distill.feature_losses import FEATURE_LOSSES, NEEDS_ADAPTER, Adapter
@@ -43,6 +44,11 @@ KD_HYP_DEFAULTS = {
     "kd_cwd_t": 4.0,
 }
 _PROBE = 64  # input size of the dry run that measures feature shapes
+
+
+def _size(feature: torch.Tensor) -> torch.Size:
+    """The shape ``[B, C, H, W]`` of a feature map."""
+    return feature.shape
 
 
 class Distiller(AddOn):
@@ -118,8 +124,8 @@ class Distiller(AddOn):
     def _build_adapters(self) -> None:
         """Measure each chosen layer's output in both models (a dry run) and make 1x1 adapters where needed."""
         probe = torch.zeros(1, 3, _PROBE, _PROBE, device=self.device)
-        s_shapes = self._feature_shapes(self.student, probe, self.layers)
-        t_shapes = self._feature_shapes(self.teacher, probe, self.teacher_layers)
+        s_shapes = probe_outputs(self.student, probe, self.layers, _size)
+        t_shapes = probe_outputs(self.teacher, probe, self.teacher_layers, _size)
         for i, j in zip(self.layers, self.teacher_layers, strict=True):
             (_, cs, hs, ws), (_, ct, ht, wt) = s_shapes[i], t_shapes[j]
             if (hs, ws) != (ht, wt):
@@ -129,23 +135,6 @@ class Distiller(AddOn):
                 )
             if NEEDS_ADAPTER[self.cfg.kd_feature]:
                 self.adapters.append(Adapter(cs, ct).to(self.device))
-
-    def _feature_shapes(self, model: Model, probe: torch.Tensor, layers: list[int]) -> dict[int, torch.Size]:
-        shapes: dict[int, torch.Size] = {}
-        handles = [
-            model.model[i].register_forward_hook(lambda m, inp, out, i=i: shapes.__setitem__(i, out.shape))
-            for i in layers
-        ]
-        was_training = model.training
-        try:
-            model.eval()  # no BN statistics change during the dry run
-            with torch.no_grad():
-                model(probe.to(next(model.parameters()).dtype))
-        finally:
-            model.train(was_training)
-            for h in handles:
-                h.remove()
-        return shapes
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.adapters] if len(self.adapters) else []

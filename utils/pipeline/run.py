@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from utils.pipeline.config import PipelineConfig
 from utils.pipeline.report import Row, measure, plot_comparison, write_report
 from utils.pipeline.stages import MODEL_NAMES, REPO, Models, Stage, build_stages, run_stages
 from utils.torch_utils import count_parameters
-
-LOGGER = logging.getLogger(__name__)
 
 
 def _smallest(models: Models) -> Path | None:

@@ -6,7 +6,6 @@ optimizer state) continues with ``--resume``. Every stage prints the command tha
 
 from __future__ import annotations
 
-import logging
 import shlex
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from pathlib import Path
 from utils.checkpoint import load_plain
 from utils.pipeline.config import PipelineConfig
 
-LOGGER = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 PRUNE_TOOL = REPO / "tools" / "prunmodel.py"
 EXPORT_TOOL = REPO / "export.py"

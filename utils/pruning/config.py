@@ -8,7 +8,6 @@ from pathlib import Path
 from utils.cli import PlainConfig, check_flags, flag
 
 IMPORTANCE_KINDS = ("l1", "l2", "bn", "lamp", "taylor", "random")
-LAYER_GROUPS = ("backbone", "neck", "all")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from models.probe import probe_outputs
 from utils.torch_utils import count_parameters, forward_ms, model_flops
 
 
@@ -25,26 +26,15 @@ class ModelCost:
         return asdict(self)
 
 
+def _channels(y) -> int | None:
+    """Channels of a ``[B, C, H, W]`` output; None for Detect's (decoded, raw) pair."""
+    return int(y.shape[1]) if isinstance(y, torch.Tensor) else None
+
+
 def layer_channels(model: nn.Module) -> list[tuple[int, str, int | None]]:
     """``(index, module type, output channels)`` of every top-level layer (None for the multi-output Detect)."""
-    out: dict[int, int | None] = {}
-    hooks = []
-    for i, layer in enumerate(model.model):
-
-        def hook(_m, _inp, y, i=i):
-            out[i] = int(y.shape[1]) if isinstance(y, torch.Tensor) else None
-
-        hooks.append(layer.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    first = next(model.parameters())
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, model.yaml.get("ch", 3), 64, 64, device=first.device, dtype=first.dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    x = torch.zeros(1, model.yaml.get("ch", 3), 64, 64)
+    out = probe_outputs(model, x, range(len(model.model)), _channels)
     return [(i, type(layer).__name__, out.get(i)) for i, layer in enumerate(model.model)]
 
 

@@ -10,7 +10,6 @@ from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
 from utils.export.backend import load_backend
 from utils.files import increment_path
-from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
@@ -86,10 +85,7 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
         save_json=cfg.save_json and not speed,
         verbose=cfg.verbose,
     )
-    loss_fn = None
-    if not model.is_fused():
-        loss_fn = YoloLoss(model.detect, LossConfig.from_hyp({}, model.detect.nl, model.nc, cfg.imgsz))
-    result = evaluate(model, loader, data.names, eval_cfg, loss_fn=loss_fn, save_dir=save_dir, desc=split)
+    result = evaluate(model, loader, data.names, eval_cfg, save_dir=save_dir, desc=split)
     t = result.speed_ms
     LOGGER.info(
         "Speed: %.1f ms pre-process, %.1f ms inference, %.1f ms NMS per image at shape (%d, 3, %d, %d)",

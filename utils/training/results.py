@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
-
-LOGGER = logging.getLogger(__name__)
 
 
 class ResultsCSV:

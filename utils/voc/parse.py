@@ -7,7 +7,6 @@ conventions.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,6 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as DefusedET
 from defusedxml import DefusedXmlException
-
-LOGGER = logging.getLogger(__name__)
 
 
 class VocFormatError(ValueError):

@@ -33,7 +33,7 @@ def test_logger_writes_scalars_and_images(tmp_path):
     pytest.importorskip("tensorboard")
     cv2.imwrite(str(tmp_path / "train_batch0.jpg"), np.full((32, 48, 3), 128, np.uint8))
     logger = TensorBoardLogger(tmp_path)
-    assert logger.active
+    assert logger.writer is not None
     logger.log_epoch(0, {"epoch": 0, "train/box": 0.5, "metrics/mAP_0.5": ""})
     logger.log_epoch(1, {"epoch": 1, "train/box": 0.25, "metrics/mAP_0.5": 0.1})
     cv2.imwrite(str(tmp_path / "results.png"), np.zeros((20, 30, 3), np.uint8))
@@ -49,7 +49,7 @@ def test_logger_writes_scalars_and_images(tmp_path):
 
 def test_without_tensorboard_the_logger_does_nothing(tmp_path, hide_tensorboard):
     logger = TensorBoardLogger(tmp_path)
-    assert not logger.active
+    assert logger.writer is None
     logger.log_epoch(0, {"epoch": 0, "train/box": 0.5})
     logger.close()
     assert list(tmp_path.iterdir()) == []
