@@ -292,9 +292,6 @@ class Distiller(AddOn):
         return total.squeeze(0) / imgs.shape[0]
 
     # ------------------------------------------------------------------------------------------ state, close
-    def run_info(self) -> dict:
-        return {"kd": self.cfg.to_dict(), "kd_weights": dict(self.w)}
-
     def state_dict(self) -> dict:
         state: dict = {"teacher_check": self.teacher_check}
         if len(self.adapters):
