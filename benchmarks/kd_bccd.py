@@ -7,7 +7,7 @@ yolov5s with each output loss and a combination, with the same epochs, image siz
 
 Hours on a CPU, so it continues where it stopped: each student is a normal training run (a killed one is
 continued with --resume the next time), and each finished one leaves a JSON file in
-benchmarks/results/kd_bccd/e<epochs>_<imgsz>/ that is never re-run. The report (summary.json there, and a
+benchmarks/results/kd_bccd/e<epochs>_<imgsz>_<teacher>/ that is never re-run. The report (summary.json there, and a
 Markdown table in docs/benchmarks.md between the kd_bccd_converge markers) is rebuilt from whatever has finished
 and names what is missing. mAP is that of the last epoch's EMA weights on the BCCD val split (utils.runners.val,
 conf 0.001, IoU 0.6).
@@ -93,6 +93,7 @@ def _student(a: argparse.Namespace, data: Path, folder: Path, setting: str, seed
         "epochs": a.epochs,
         "imgsz": a.imgsz,
         "kd_output": outputs,
+        "teacher": None if outputs is None else a.teacher.name,
         "seconds_per_epoch": None if seconds_per_epoch is None else round(seconds_per_epoch, 2),
         **_measure(last, data, a.imgsz, a.workers, a.runs),
         "teacher_warning": (load_yaml(kd_record).get("warning") or "") if kd_record.is_file() else "",
@@ -106,7 +107,7 @@ def _teacher(a: argparse.Namespace, data: Path, folder: Path) -> dict:
     out = folder / "teacher.json"
     if out.is_file():
         return json.loads(out.read_text())
-    record = {"teacher": str(a.teacher), **_measure(a.teacher, data, a.imgsz, a.workers, a.runs)}
+    record = {"teacher": a.teacher.name, **_measure(a.teacher, data, a.imgsz, a.workers, a.runs)}
     write_json(out, record)
     return record
 
@@ -114,7 +115,7 @@ def _teacher(a: argparse.Namespace, data: Path, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
     setup_logging()
-    folder = a.results / f"e{a.epochs}_{a.imgsz}"
+    folder = a.results / f"e{a.epochs}_{a.imgsz}_{a.teacher.stem}"  # KD runs depend on the teacher
     if not a.report_only:
         if not a.teacher.is_file():
             raise FileNotFoundError(f"--teacher {a.teacher}: file not found")

@@ -45,9 +45,9 @@ def test_killed_run_continues_and_finished_runs_are_skipped(tmp_path, teacher, t
     args = _args(tmp_path, teacher, tiny_data, "--seeds", "0", "--settings", "alone", "bce")
     with pytest.raises(KeyboardInterrupt):
         kd_bccd.main(args)
-    folder = tmp_path / "res" / "e2_64"
+    folder = tmp_path / "res" / "e2_64_teacher"
     assert (folder / "alone_s0.json").is_file() and not (folder / "bce_s0.json").exists()
-    last = tmp_path / "runs" / "e2_64" / "bce_s0" / "weights" / "last.pt"
+    last = tmp_path / "runs" / "e2_64_teacher" / "bce_s0" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 
     recorded = (folder / "alone_s0.json").read_text()
@@ -64,7 +64,7 @@ def test_killed_run_continues_and_finished_runs_are_skipped(tmp_path, teacher, t
 
 
 def test_report_names_what_is_missing(tmp_path, teacher, tiny_data):
-    folder = tmp_path / "res" / "e2_64"
+    folder = tmp_path / "res" / "e2_64_teacher"
     folder.mkdir(parents=True)
     for setting, seed, m in [("alone", 0, 0.40), ("alone", 1, 0.44), ("bce", 0, 0.47)]:
         record = {"run": f"{setting}_s{seed}", "setting": setting, "seed": seed, "epochs": 2, "imgsz": 64,
