@@ -7,9 +7,11 @@ checkpoint records each by kind and settings, and a resumed run rebuilds exactly
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from models.yolo import Model
 from utils.checkpoint import load_plain, make_checkpoint, remove_unfinished_writes, save_checkpoint, strip_checkpoint
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
-from utils.files import increment_path, save_yaml
+from utils.files import increment_path, make_dir, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
 from utils.torch_utils import init_seeds, select_device
@@ -66,6 +68,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, addons: list[AddOn] | tuple[AddOn, ...] = ()):
         self.dist, self.device_spec = ddp.init_distributed(cfg.device)
         self.resume_ckpt: dict | None = None
+        self.new_dir = False
+        self.stepper: Stepper | None = None
         if cfg.resume:
             if addons:
                 raise ValueError("--resume continues a run with the add-ons its checkpoint records; give none")
@@ -78,7 +82,9 @@ class Trainer:
         else:
             new_dir = None
             if self.dist.main:
-                new_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+                new_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok)
+                self.new_dir = not new_dir.exists()  # removed again if the run fails before its first checkpoint
+                make_dir(new_dir)
             self.save_dir = ddp.broadcast_object(new_dir, self.dist)  # one run directory for all processes
         check_addons(list(addons))
         self.cfg, self.addons = cfg, list(addons)
@@ -248,7 +254,18 @@ class Trainer:
                 addon.close()
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
+            self._remove_if_empty()
+            # the DDP wrapper (its reducer uses the process group) goes first, then the group: in the other order
+            # a process could hang at exit in the group's destructor
+            self.stepper = None
+            gc.collect()
             ddp.cleanup(self.dist)
+
+    def _remove_if_empty(self) -> None:
+        """Remove the run directory this process created when the run wrote no checkpoint (it failed or was
+        stopped before its first epoch ended), so that no empty run is left for ``--resume`` or a pipeline."""
+        if self.new_dir and self.dist.main and not any(self.weights_dir.glob("*.pt")):
+            shutil.rmtree(self.save_dir, ignore_errors=True)
 
     def _train(self) -> TrainResult:
         cfg = self.cfg

@@ -232,3 +232,19 @@ def test_disk_full_during_training_stops_with_last_pt_of_the_previous_epoch_inta
     last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]
+
+
+# ------------------------------------------------------------------------------------------ failed new runs
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_folder(tmp_path, tiny_data):
+    bad_hyp = tmp_path / "bad.yaml"
+    bad_hyp.write_text("lr0: -1\n")
+    with pytest.raises(ValueError):
+        train(_cfg(tmp_path, tiny_data, hyp=str(bad_hyp)))
+    with pytest.raises(NonFiniteLossError):
+        train(_cfg(tmp_path, tiny_data, name="nan"), [Poison(lambda n: True)])
+    assert not (tmp_path / "runs" / "exp").exists() and not (tmp_path / "runs" / "nan").exists()
+    kept = tmp_path / "runs" / "mine"  # a folder that existed before the run is never removed
+    kept.mkdir(parents=True)
+    with pytest.raises(ValueError):
+        train(_cfg(tmp_path, tiny_data, hyp=str(bad_hyp), name="mine", exist_ok=True))
+    assert kept.is_dir()
