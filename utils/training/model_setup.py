@@ -83,7 +83,7 @@ def build_training_model(weights: str, cfg: str, nc: int, names: list[str]) -> M
                 )
                 head = f"model.{len(model.model) - 1}."
                 channels = {k: v for k, v in loaded.channels.items() if not k.startswith(head)}
-                fresh = Model(loaded.yaml, nc=nc, channels=channels)
+                fresh = Model(loaded.yaml, nc=nc, channels=channels, source=f"{weights} (its model yaml)")
                 transfer_weights(fresh, loaded.state_dict, exclude=(head,))
                 model = fresh
         LOGGER.info("Initialised from %s (%s format)", weights, loaded.kind)

@@ -108,12 +108,14 @@ def test_non_finite_loss_skips_the_step(tmp_path, tiny_data, caplog):
     assert "train/extra" in _rows(result.save_dir / "results.csv")[0]
 
 
-def test_fine_tuning_from_weights_with_other_class_count(tmp_path, tiny_data):
+def test_fine_tuning_from_weights_with_other_class_count(tmp_path, tiny_data, caplog):
     first = train(_cfg(tmp_path, tiny_data, epochs=1, noval=True, noplots=True, name="a"))
     one_class = tiny_data.with_name("one.yaml")
     one_class.write_text(tiny_data.read_text().replace("names: [RBC, WBC, Platelets]", "names: [cell]"))
-    second = train(_cfg(tmp_path, one_class, cfg="", weights=str(first.best), epochs=1, noval=True, noplots=True))
+    with caplog.at_level(logging.INFO):
+        second = train(_cfg(tmp_path, one_class, cfg="", weights=str(first.best), epochs=1, noval=True, noplots=True))
     assert load_model(second.last).nc == 1
+    assert f"Overriding nc=3 of {first.best} (its model yaml) with nc=1" in caplog.text  # names the file, no <dict>
 
 
 def test_bad_configs_are_refused():
