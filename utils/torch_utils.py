@@ -42,15 +42,18 @@ def select_device(device: str | int | torch.device = "") -> torch.device:
 
 
 def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch; with ``deterministic``, also ask torch for deterministic kernels."""
+    """Seed python, numpy and torch; with ``deterministic``, also ask torch for deterministic kernels (on CUDA: the
+    cuBLAS workspace setting that makes matrix products repeatable, set before cuBLAS starts, and cuDNN's
+    deterministic algorithms), so that a resumed run repeats an uninterrupted one bit for bit."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -17,6 +17,7 @@ from utils.boxes import xywhn2xyxy, xyxy2xywhn
 from utils.data import augment as aug
 from utils.data.cache import check_split, default_cache_path
 from utils.data.images import Source, img2label_path, list_images, read_image
+from utils.data.sampler import EpochBatchSampler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -195,7 +196,14 @@ class YoloDataset(Dataset):
             img = aug.random_flips(img, labels, self.hyp["fliplr"], self.hyp["flipud"])
         return img, labels, shapes
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        """Item ``index``, or ``(index, seed)``: then ``random`` and ``numpy`` are seeded with ``seed`` first, so that
+        its augmentation does not depend on the process that loads it (see :mod:`utils.data.sampler`)."""
+        index = item
+        if isinstance(item, tuple):
+            index, seed = item
+            random.seed(seed)
+            np.random.seed(seed)
         for attempt in range(10):
             try:
                 img, labels, shapes = self._get(index)
@@ -260,9 +268,12 @@ def create_dataloader(
     single_cls: bool = False,
     nc: int = 80,
     pad: float | None = None,
-    sampler: Sampler | Callable[[YoloDataset], Sampler | None] | None = None,
+    sampler: Sampler | None = None,
+    epochs_from: int | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[DataLoader, YoloDataset]:
-    """Build a :class:`YoloDataset` and a deterministic loader over it.
+    """Build a :class:`YoloDataset` and a deterministic loader over it. Its worker processes live as long as it.
 
     Args:
         source: images (see :func:`utils.data.images.list_images`).
@@ -271,9 +282,13 @@ def create_dataloader(
         augment, cache, rect, single_cls, nc: see :class:`YoloDataset`.
         workers: loader processes, capped by the CPU count and the batch size.
         shuffle: shuffle every epoch (ignored, with a warning, with ``rect``, which needs the sorted order).
-        seed: seeds the sampler's generator and, through it, every worker's ``random``/``numpy``.
+        seed: seeds the order and the augmentation.
         pad: rect-batch padding in strides; default 0.5 for validation (``rect`` without ``augment``), else 0.
-        sampler: e.g. a ``DistributedSampler``, or a function making one from the dataset; replaces shuffling.
+        sampler: a sampler to use instead of shuffling.
+        epochs_from: a training loader: endless, epoch after epoch from this one, each epoch ``len(loader)``
+            batches (see :class:`~utils.data.sampler.EpochBatchSampler`); iterate it once and take that many
+            batches per epoch, so that the workers prefetch across the end of an epoch. ``rank``/``world``: this
+            process's share in a DDP run.
 
     Returns:
         ``(loader, dataset)``; the loader yields the batches of :meth:`YoloDataset.collate_fn`.
@@ -286,21 +301,17 @@ def create_dataloader(
     dataset = YoloDataset(
         source, img_size, batch_size, augment, hyp, rect, cache, single_cls, stride, pad, prefix, nc, workers
     )
-    if callable(sampler) and not isinstance(sampler, Sampler):
-        sampler = sampler(dataset)
     batch_size = max(1, min(batch_size, len(dataset)))
     nw = max(0, min(os.cpu_count() or 1, batch_size if batch_size > 1 else 0, workers))
+    common = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=torch.cuda.is_available(),
+                  collate_fn=YoloDataset.collate_fn, worker_init_fn=seed_worker)  # fmt: skip
+    if epochs_from is not None:
+        batches = EpochBatchSampler(len(dataset), batch_size, shuffle, seed, epochs_from, rank, world)
+        return DataLoader(dataset, batch_sampler=batches, **common), dataset
     generator = torch.Generator()
     generator.manual_seed(seed)
     loader = SeededDataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=nw,
-        pin_memory=torch.cuda.is_available(),
-        collate_fn=YoloDataset.collate_fn,
-        worker_init_fn=seed_worker,
-        generator=generator,
-    )
+        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler, generator=generator,
+        **common,
+    )  # fmt: skip
     return loader, dataset

@@ -199,7 +199,7 @@ class Distiller(AddOn):
     def _unlabeled_batches(self, run: RunContext) -> Iterator[torch.Tensor]:
         from utils.data import create_dataloader
 
-        batch = max(1, round(run.train_loader.batch_size * self.cfg.unlabeled_ratio))
+        batch = max(1, round(run.batch_size * self.cfg.unlabeled_ratio))
         loader, dataset = create_dataloader(
             self.cfg.unlabeled, run.imgsz, batch, max(int(self.student.stride.max()), 32), hyp=run.hyp, augment=True,
             shuffle=True, workers=run.train_loader.num_workers, prefix="unlabeled: ", nc=self.student.nc,

@@ -44,6 +44,7 @@ class RunContext:
     hyp: dict
     resumed: bool
     main: bool = True  # False in the other processes of a multi-process (DDP) run: no files, no validation
+    batch_size: int = 16  # labelled images per step in this process
     #: ``share(obj)`` returns the main process's ``obj`` in every process (a decision only it can take)
     share: Callable[[object], object] = _same
 

@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -98,20 +97,6 @@ def per_process_batch(total: int, info: DistInfo) -> int:
             "it is the total batch over all of them"
         )
     return total // info.world_size
-
-
-def make_sampler(dataset, info: DistInfo, shuffle: bool, seed: int) -> DistributedSampler | None:
-    """A sampler giving each process a disjoint share of the data (reshuffled by :func:`set_epoch`), or None."""
-    if not info.enabled:
-        return None
-    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
-
-
-def set_epoch(loader, epoch: int) -> None:
-    """Tell a DistributedSampler which epoch it is, so every epoch has its own (shared) shuffle."""
-    sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import random
 import shutil
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,13 @@ from utils.training.lock import RunLock
 from utils.training.model_setup import build_training_model
 from utils.training.optim import NOMINAL_BATCH, Warmup, build_optimizer, lr_lambda
 from utils.training.registry import addon_records, build_addons, check_addons, legacy_records
-from utils.training.results import ResultsCSV, summary_table
+from utils.training.results import ResultsCSV, summary_table, wait_summary
 from utils.training.resume_checks import load_entry, load_resume
 from utils.training.step import GT_LOSS_NAMES, Stepper, TrainModule
 from utils.training.tensorboard import TensorBoardLogger
 
 LOGGER = logging.getLogger(__name__)
+LOG_EVERY = 10  # steps between updates of the progress bar's running losses
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Trainer:
         ddp.broadcast_module(self.ema.ema, self.dist)  # the main process's average (after autoanchor)
         run = RunContext(self.save_dir, self.device, self.names, self.train_loader, self.val_loader, cfg.imgsz,
                          self.hyp, resumed=self.resume_ckpt is not None, main=self.dist.main,
+                         batch_size=ddp.per_process_batch(cfg.batch_size, self.dist),
                          share=lambda obj: ddp.broadcast_object(obj, self.dist))  # fmt: skip
         for addon in self.addons:
             addon.before_training(run)
@@ -183,10 +186,11 @@ class Trainer:
         common = dict(hyp=self.hyp, cache=cfg.cache, workers=cfg.workers, seed=cfg.seed, single_cls=cfg.single_cls,
                       nc=self.data.nc)  # fmt: skip
         with ddp.main_process_first(self.dist):  # the main process writes the label cache, the others read it
+            # endless, epoch after epoch from the one to train next: its workers live for the whole run
             self.train_loader, self.train_set = create_dataloader(
                 self.data.train, cfg.imgsz, batch, self.stride, augment=True, rect=cfg.rect, shuffle=not cfg.rect,
-                prefix="train: ", **common,
-                sampler=lambda ds: ddp.make_sampler(ds, self.dist, shuffle=not cfg.rect, seed=cfg.seed),
+                prefix="train: ", epochs_from=self.start_epoch, rank=max(self.dist.rank, 0),
+                world=self.dist.world_size, **common,
             )  # fmt: skip
         self.val_loader = None  # only the main process validates
         if self.dist.main:
@@ -281,6 +285,8 @@ class Trainer:
         )  # fmt: skip
         t_start, epochs_done = time.time(), 0
         self.last_result = EvalResult()
+        self.batches = iter(self.train_loader)  # one pass over all epochs: the workers run ahead across epochs
+        self.first_batch_waits: list[float] = []  # seconds each epoch waited for its first batch
         for epoch in range(self.start_epoch, cfg.epochs):
             self._seed_epoch(epoch)
             mean_losses = self._train_epoch(epoch, nb, warmup)
@@ -334,29 +340,32 @@ class Trainer:
         return False
 
     def _seed_epoch(self, epoch: int) -> None:
-        """Re-seed every random source from (seed, epoch), so a resumed run repeats an uninterrupted one."""
+        """Re-seed this process's random sources from (seed, epoch), so a resumed run repeats an uninterrupted one
+        (the loader seeds each item's augmentation itself, see :mod:`utils.data.sampler`)."""
         seed = self.cfg.seed * 1000 + epoch
-        random.seed(seed + self.dist.rank)  # each process augments its share of the batch differently
+        random.seed(seed + self.dist.rank)
         np.random.seed(seed + self.dist.rank)
         torch.manual_seed(seed)
-        if self.train_loader.generator is not None:
-            self.train_loader.generator.manual_seed(seed)
-        ddp.set_epoch(self.train_loader, epoch)
 
     def _train_epoch(self, epoch: int, nb: int, warmup: Warmup) -> dict[str, float]:
         cfg = self.cfg
         self.train_module.train()
         names = self.stepper.loss_names
-        sums, steps, accumulate, last_opt_step = dict.fromkeys(names, 0.0), 0, self.accumulate, -1
+        # running sums stay on the device; they are read (a host-device synchronisation) once per LOG_EVERY steps
+        sums = {k: torch.zeros((), device=self.device) for k in names}
+        steps, accumulate, last_opt_step = 0, self.accumulate, -1
         self.optimizer.zero_grad()
-        pbar = tqdm(self.train_loader, total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False,
+        pbar = tqdm(islice(self.batches, nb), total=nb, desc=f"{epoch + 1}/{cfg.epochs}", leave=False,
                     disable=not self.dist.main)  # fmt: skip
+        asked = time.perf_counter()
         for i, (imgs, targets, paths, _) in enumerate(pbar):
+            if i == 0:
+                self.first_batch_waits.append(time.perf_counter() - asked)
             ni = i + nb * epoch
             if epoch == 0 and i < 3 and not cfg.noplots and self.dist.main:
                 self._plot("batch", self.save_dir / f"train_batch{i}.jpg", imgs, targets, paths)
             imgs = imgs.to(self.device, non_blocking=True).float() / 255
-            targets = targets.to(self.device)
+            targets = targets.to(self.device, non_blocking=True)
             if warmup.active(ni):
                 accumulate = warmup.apply(ni, self.optimizer, self.lf(epoch))
             if cfg.multi_scale:
@@ -370,10 +379,12 @@ class Trainer:
             last_opt_step = ni if optimize else last_opt_step
             steps += 1
             for k in names:
-                sums[k] += float(parts[k]) if k in parts else 0.0
-            pbar.set_postfix({k: f"{v / steps:.4g}" for k, v in sums.items()} | {"n": int(targets.shape[0])})
+                if k in parts:
+                    sums[k] += parts[k].detach().reshape(())
+            if steps % LOG_EVERY == 1 or i == nb - 1:
+                pbar.set_postfix({k: f"{float(v) / steps:.4g}" for k, v in sums.items()} | {"n": len(paths)})
         self.nonfinite_guard.end_epoch(epoch, steps)
-        return {k: v / max(steps, 1) for k, v in sums.items()}
+        return {k: float(v) / max(steps, 1) for k, v in sums.items()}
 
     def _rescale(self, imgs: torch.Tensor) -> torch.Tensor:
         size = random.randrange(int(self.cfg.imgsz * 0.5), int(self.cfg.imgsz * 1.5) + self.stride)
@@ -425,6 +436,7 @@ class Trainer:
             ("run", str(self.save_dir)),
             ("epochs", f"{epochs_done} this session, {self.start_epoch + epochs_done} in all"),
             ("time per epoch", f"{seconds_per_epoch:.1f} s"),
+            ("first batch of an epoch", wait_summary(self.first_batch_waits)),
             ("best fitness", f"{self.best_fitness:.4f}"),
             *((k.split("/")[-1], f"{v:.4f}") for k, v in metrics.items()),
             ("weights", f"{self.last}" + (f", {best}" if best else "")),

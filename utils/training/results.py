@@ -47,3 +47,11 @@ def summary_table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows) + 2
     line = "-" * (width + max(len(v) for _, v in rows) + 2)
     return "\n".join([line, *(f"{k:<{width}}{v}" for k, v in rows), line])
+
+
+def wait_summary(waits: list[float]) -> str:
+    """How long epochs waited for their first batch: the first epoch (workers starting), then the others."""
+    if len(waits) < 2:
+        return f"{waits[0]:.2f} s" if waits else "-"
+    later = sorted(waits[1:])
+    return f"epoch 1 {waits[0]:.2f} s, later median {later[len(later) // 2]:.3f} s, max {later[-1]:.3f} s"
