@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from utils.cli import add_flags, check_flags, config_from_namespace, flag, reflag
+from utils.pipeline import PipelineConfig
 from utils.training.config import TrainConfig
 
 
@@ -133,3 +134,15 @@ def _unchecked(**kw) -> Demo:
     for k, v in kw.items():
         setattr(d, k, v)
     return d
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"imgsz": 0}, "--imgsz must be >= 1, got 0"), ({"epochs": 0}, "--epochs must be >= 1, got 0"),
+     ({"kd_epochs": 0}, "pipeline setting 'kd_epochs' must be >= 1, got 0"),
+     ({"prune_ratio": 1.5}, "pipeline setting 'prune_ratio' must be > 0 and < 1, got 1.5"),
+     ({"kd_feature": "x"}, "pipeline setting 'kd_feature' 'x' is not one of")],
+)  # fmt: skip
+def test_pipeline_settings_are_named_by_flag_only_where_compress_takes_one(kw, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        PipelineConfig(**kw)
