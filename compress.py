@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from utils.cli import run_main
+from utils.cli import add_flags, run_main
 from utils.log import setup_logging
-from utils.pipeline import load_pipeline_config, run_pipeline
+from utils.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
+from utils.pipeline.config import COMMAND_LINE
 
 DEFAULT_SETTINGS = "data/pipeline.yaml"
 
@@ -24,12 +25,7 @@ DEFAULT_SETTINGS = "data/pipeline.yaml"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--settings", default=DEFAULT_SETTINGS, help="pipeline settings yaml")
-    p.add_argument("--data", help="dataset yaml (overrides the settings)")
-    p.add_argument("--epochs", type=int, help="epochs of the teacher, baseline and distilled student")
-    p.add_argument("--imgsz", "--img", type=int, help="image size, px")
-    p.add_argument("--device", help="cuda device, e.g. 0, or cpu")
-    p.add_argument("--project", help="save to project/name")
-    p.add_argument("--name", help="save to project/name")
+    add_flags(p.add_argument_group("overriding the settings"), PipelineConfig, only=COMMAND_LINE, defaults=False)
     return p.parse_args(argv)
 
 

@@ -16,25 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from utils.cli import config_from_namespace, dataclass_defaults, run_main
-from utils.export import FORMATS, ExportConfig, ExportResult, run_export
+from utils.cli import add_flags, config_from_namespace, run_main
+from utils.export import ExportConfig, ExportResult, run_export
 from utils.log import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> ExportConfig:
-    d = dataclass_defaults(ExportConfig)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="checkpoint to export: ours, upstream YOLOv5's, or pruned")
-    p.add_argument("--include", nargs="+", default=d.include, help=f"formats: {' '.join(FORMATS)}")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="example input size, px")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="example batch size")
-    p.add_argument("--device", default=d.device, help="cpu, or a cuda device such as 0")
-    p.add_argument("--half", action="store_true", help="fp16 weights and inputs (needs a CUDA --device)")
-    p.add_argument("--dynamic", action="store_true", help="free batch size (height and width are always free)")
-    p.add_argument("--simplify", action="store_true", help="simplify the ONNX graph (needs onnx-simplifier)")
-    p.add_argument("--opset", type=int, default=d.opset, help="ONNX opset version (17 or later)")
-    p.add_argument("--tolerance", type=float, default=d.tolerance, help="largest allowed output difference")
-    p.add_argument("--no-check", dest="check", action="store_false", help="skip the comparison with PyTorch")
+    add_flags(p, ExportConfig)
     return config_from_namespace(ExportConfig, p.parse_args(argv))
 
 

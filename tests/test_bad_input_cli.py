@@ -38,7 +38,7 @@ def test_imgsz_zero_or_negative_is_refused(script, imgsz, weights, tiny_data, ca
     with pytest.raises(SystemExit) as e:
         run_main(program(script), argv)
     assert e.value.code == 2
-    assert f"--imgsz must be a positive number of pixels, got {imgsz}" in caplog.text
+    assert f"--imgsz must be >= 1, got {imgsz}" in caplog.text
 
 
 def test_output_names_keep_files_with_the_same_name_apart():

@@ -19,18 +19,12 @@ import argparse
 from utils.cli import config_from_namespace, run_main
 from utils.log import setup_logging
 from utils.runners.auto_label import AutoLabelConfig, AutoLabelResult, run_auto_label
-from utils.runners.predict import add_inference_args
+from utils.runners.predict import add_runner_args
 
 
 def parse_args(argv: list[str] | None = None) -> AutoLabelConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="checkpoint (ours, upstream's, pruned) or .onnx / .torchscript")
-    p.add_argument("--source", required=True, help="image, folder, glob, .txt list of paths, or video")
-    add_inference_args(p, AutoLabelConfig)
-    p.add_argument("--classes", nargs="+", default=None, metavar="NAME|ID", help="keep only these classes")
-    p.add_argument("--save-txt", action="store_true", help="also write YOLO txt labels")
-    p.add_argument("--save-empty", action="store_true", help="write an XML for images without detections too")
-    p.add_argument("--previews", action="store_true", help="save images with the boxes drawn")
+    add_runner_args(p, AutoLabelConfig)
     return config_from_namespace(AutoLabelConfig, p.parse_args(argv))
 
 

@@ -14,25 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.loading import convert_checkpoint
-from utils.cli import run_main
+from utils.cli import add_flags, config_from_namespace, flag, run_main
 
 
 @dataclass
 class ConvertConfig:
-    weights: Path
-    out: Path
-    cfg: Path | None = None
-    fp32: bool = False
+    weights: Path = flag(required=True, help="checkpoint to convert")
+    out: Path = flag(required=True, help="where to write the converted checkpoint")
+    cfg: Path | None = flag(None, help="model yaml, needed only for a bare state dict")
+    fp32: bool = flag(False, help="keep fp32 weights (default: fp16, as upstream stores them)")
 
 
 def parse_args(argv: list[str] | None = None) -> ConvertConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, required=True, help="checkpoint to convert")
-    p.add_argument("--out", type=Path, required=True, help="where to write the converted checkpoint")
-    p.add_argument("--cfg", type=Path, default=None, help="model yaml, needed only for a bare state dict")
-    p.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, as upstream stores them)")
-    a = p.parse_args(argv)
-    return ConvertConfig(weights=a.weights, out=a.out, cfg=a.cfg, fp32=a.fp32)
+    add_flags(p, ConvertConfig)
+    return config_from_namespace(ConvertConfig, p.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> Path:

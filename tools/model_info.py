@@ -13,29 +13,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from utils.cli import run_main
+from utils.cli import add_flags, check_flags, config_from_namespace, flag, run_main
 
 
 @dataclass
 class InfoConfig:
-    cfg: str | None = None
-    weights: Path | None = None
-    nc: int | None = None
-    imgsz: list[int] = field(default_factory=lambda: [640])
-    verbose: bool = False
+    cfg: str | None = flag(None, help="model yaml (path or name in models/)")
+    weights: Path | None = flag(None, help="checkpoint")
+    nc: int | None = flag(None, low=1, help="class count overriding the yaml's (--cfg only)")
+    imgsz: list[int] = flag(factory=lambda: [640], low=1, help="image size: one (square) or H W")
+    verbose: bool = flag(False, help="also list every parameter tensor")
 
     def __post_init__(self) -> None:
+        check_flags(self)
         if (self.cfg is None) == (self.weights is None):
             raise ValueError("give exactly one of --cfg (a model yaml) and --weights (a checkpoint)")
         if self.weights is not None and not Path(self.weights).is_file():
             raise FileNotFoundError(f"--weights {self.weights}: file not found")
-        if self.nc is not None and (self.weights is not None or self.nc < 1):
-            raise ValueError(f"--nc {self.nc}: a positive class count, and only with --cfg")
-        if len(self.imgsz) not in (1, 2) or any(s < 1 for s in self.imgsz):
-            raise ValueError(f"--imgsz {self.imgsz}: give one size or H W, each positive")
+        if self.nc is not None and self.weights is not None:
+            raise ValueError(f"--nc {self.nc}: only with --cfg (a checkpoint has its classes)")
+        if len(self.imgsz) not in (1, 2):
+            raise ValueError(f"--imgsz {self.imgsz}: give one size or H W")
 
     @property
     def size(self) -> int | tuple[int, int]:
@@ -44,13 +45,8 @@ class InfoConfig:
 
 def parse_args(argv: list[str] | None = None) -> InfoConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model yaml (path or name in models/)")
-    p.add_argument("--weights", type=Path, default=None, help="checkpoint")
-    p.add_argument("--nc", type=int, default=None, help="class count overriding the yaml's (--cfg only)")
-    p.add_argument("--imgsz", type=int, nargs="+", default=[640], help="image size: one (square) or H W")
-    p.add_argument("--verbose", action="store_true", help="also list every parameter tensor")
-    a = p.parse_args(argv)
-    return InfoConfig(cfg=a.cfg, weights=a.weights, nc=a.nc, imgsz=a.imgsz, verbose=a.verbose)
+    add_flags(p, InfoConfig)
+    return config_from_namespace(InfoConfig, p.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -10,51 +10,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from utils.voc import SPLIT_MODES, VocConfig, convert_voc, load_class_names
+from utils.cli import add_flags, config_from_namespace
+from utils.voc import VocConfig, convert_voc, load_class_names
+
+INPUT = ("voc_root", "images", "annotations", "imagesets")
+OUTPUT = ("out", "data_yaml", "absolute_path", "overwrite")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Convert Pascal VOC XML annotations into YOLO labels, split them and write a data yaml.",
     )
-    src = p.add_argument_group("input (a VOC root, or --images with --annotations)")
-    src.add_argument("--voc-root", type=Path, help="folder with Annotations/, JPEGImages/ and ImageSets/Main/")
-    src.add_argument("--images", type=Path, help="image folder (default: VOC_ROOT/JPEGImages)")
-    src.add_argument("--annotations", type=Path, help="XML folder (default: VOC_ROOT/Annotations)")
-    src.add_argument(
-        "--imagesets", type=Path, help="folder with {train,val,test}.txt (default: VOC_ROOT/ImageSets/Main)"
-    )
-    p.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    p.add_argument("--data-yaml", type=Path, help="where to write the data yaml (default: OUT/data.yaml)")
-    p.add_argument("--absolute-path", action="store_true", help="write an absolute 'path' into the data yaml")
-    p.add_argument("--overwrite", action="store_true", help="replace existing OUT/images and OUT/labels")
+    add_flags(p.add_argument_group("input (a VOC root, or --images with --annotations)"), VocConfig, only=INPUT)
+    add_flags(p, VocConfig, only=OUTPUT)
     cls = p.add_mutually_exclusive_group()
-    cls.add_argument(
-        "--classes", nargs="+", metavar="NAME", help="class names in id order (default: all found, sorted)"
-    )
+    add_flags(cls, VocConfig, only=("classes",))
     cls.add_argument("--classes-file", type=Path, help="text file with one class name per line")
-    p.add_argument(
-        "--split", choices=SPLIT_MODES, default="auto", help="auto (default): imagesets files if present, else ratios"
-    )
-    p.add_argument(
-        "--ratios",
-        type=float,
-        nargs="+",
-        default=[0.7, 0.2, 0.1],
-        metavar="R",
-        help="train val [test] weights (default: 0.7 0.2 0.1)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for the ratio split and --limit (default: 0)")
-    p.add_argument(
-        "--limit", type=int, nargs="+", metavar="N", help="keep at most N images per split: train val [test]"
-    )
-    p.add_argument("--skip-difficult", action="store_true", help="leave out objects marked <difficult>1</difficult>")
-    p.add_argument("--keep-unannotated", action="store_true", help="write images without XML as backgrounds")
-    p.add_argument("--hardlink", action="store_true", help="hard-link images instead of copying them")
-    p.add_argument("--max-size", type=int, metavar="PX", help="downscale larger images to this longer side (JPEG)")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for --max-size (default: 90)")
+    add_flags(p, VocConfig, only=[f.name for f in fields(VocConfig) if f.name not in (*INPUT, *OUTPUT, "classes")])
     p.add_argument("--zero-based", action="store_true", help="XML coordinates start at 0 instead of VOC's 1")
     return p
 
@@ -63,37 +38,13 @@ def parse_args(argv: list[str] | None = None) -> VocConfig:
     """Command line to a :class:`utils.voc.VocConfig`."""
     parser = build_parser()
     a = parser.parse_args(argv)
-    if a.voc_root is None and (a.images is None or a.annotations is None):
-        parser.error("give --voc-root, or both --images and --annotations")
-    if len(a.ratios) not in (2, 3):
-        parser.error(f"--ratios takes 2 or 3 numbers (train val [test]), got {len(a.ratios)}")
-    if a.limit is not None and len(a.limit) not in (2, 3):
-        parser.error(f"--limit takes 2 or 3 counts (train val [test]), got {len(a.limit)}")
+    a.origin = 0.0 if a.zero_based else 1.0
     try:
-        classes = load_class_names(a.classes_file) if a.classes_file is not None else a.classes
+        if a.classes_file is not None:
+            a.classes = load_class_names(a.classes_file)
+        return config_from_namespace(VocConfig, a)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    return VocConfig(
-        out=a.out,
-        voc_root=a.voc_root,
-        images=a.images,
-        annotations=a.annotations,
-        imagesets=a.imagesets,
-        classes=classes,
-        split=a.split,
-        ratios=tuple(a.ratios),
-        seed=a.seed,
-        limit=tuple(a.limit) if a.limit is not None else None,
-        skip_difficult=a.skip_difficult,
-        keep_unannotated=a.keep_unannotated,
-        hardlink=a.hardlink,
-        max_size=a.max_size,
-        jpeg_quality=a.jpeg_quality,
-        origin=0.0 if a.zero_based else 1.0,
-        data_yaml=a.data_yaml,
-        absolute_path=a.absolute_path,
-        overwrite=a.overwrite,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

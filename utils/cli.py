@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -62,50 +63,79 @@ def flag(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSI
     return dataclasses.field(default=default, default_factory=factory, metadata={"flag": spec})
 
 
+def reflag(base: type, name: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
+           help: str | None = None, **cli: Any) -> Any:  # fmt: skip
+    """The :func:`flag` field ``name`` of the dataclass ``base`` declared again for a subclass: the same help,
+    choices and range, with what is given changed (another default or ``factory``, help, or argparse keywords such
+    as ``required=True``)."""
+    f = next((f for f in dataclasses.fields(base) if f.name == name and "flag" in f.metadata), None)
+    if f is None:
+        raise TypeError(f"{base.__name__} has no flag field {name!r}")
+    if default is dataclasses.MISSING and factory is dataclasses.MISSING:
+        default, factory = f.default, f.default_factory
+    spec = f.metadata["flag"]
+    spec = dataclasses.replace(spec, help=spec.help if help is None else help, cli=(*spec.cli, *cli.items()))
+    return dataclasses.field(default=default, default_factory=factory, metadata={"flag": spec})
+
+
 def flag_name(field_name: str) -> str:
     """``--iterative-steps`` for ``iterative_steps``; a trailing underscore (``global_``) is dropped."""
     return "--" + field_name.rstrip("_").replace("_", "-")
 
 
+_TYPES: dict[str, type] = {"int": int, "float": float, "Path": Path}
+
+
 def _argparse_type(annotation: str) -> dict:
-    """argparse keywords for a field annotated ``bool``, ``int``, ``float``, ``str``, ``list[...]``, ``X | None``."""
+    """argparse keywords for a field annotated ``bool``, ``int``, ``float``, ``str``, ``Path``, ``list[X]``,
+    ``tuple[X, ...]``, or any of them ``| None``."""
     base = annotation.replace(" | None", "").strip()
     if base == "bool":
         return {"action": "store_true"}
-    if base.startswith("list["):
-        return {"nargs": "+", "type": {"int": int, "float": float}.get(base[5:-1], str)}
-    return {"type": {"int": int, "float": float}.get(base, str)}
+    for seq in ("list[", "tuple["):
+        if base.startswith(seq):
+            item = base[len(seq) : -1].split(",")[0].strip()
+            return {"nargs": "+", "type": _TYPES.get(item, str)}
+    return {"type": _TYPES.get(base, str)}
 
 
-def add_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
-              only: Iterable[str] | None = None) -> None:  # fmt: skip
-    """Add a flag for each :func:`flag` field of the dataclass ``cls`` (or of the fields named in ``only``)."""
+def add_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, only: Iterable[str] | None = None,
+              defaults: bool = True) -> None:  # fmt: skip
+    """Add a flag for each :func:`flag` field of the dataclass ``cls`` (or of the fields named in ``only``), in the
+    order of the fields. A ``bool`` field whose default is True becomes ``--no-name``, which sets it False.
+    ``defaults=False``: every flag left out parses as None, for flags that override settings read elsewhere."""
     wanted = set(only) if only is not None else None
-    defaults = vars(dataclass_defaults(cls))
+    values = vars(dataclass_defaults(cls))
     for f in dataclasses.fields(cls):
         spec = f.metadata.get("flag")
         if spec is None or (wanted is not None and f.name not in wanted):
             continue
+        name = flag_name(f.name)
         kw: dict[str, Any] = {**_argparse_type(str(f.type)), "dest": f.name, "help": spec.help}
         if kw.get("action") != "store_true":
-            kw["default"] = defaults.get(f.name)
+            kw["default"] = values.get(f.name)
+        elif values.get(f.name) is True:
+            kw["action"], name = "store_false", "--no-" + name[2:]
+        if not defaults:
+            kw["default"] = None
         if spec.choices is not None:
             kw["choices"] = spec.choices
         kw.update(dict(spec.cli))
-        p.add_argument(flag_name(f.name), *spec.aliases, **kw)
+        p.add_argument(name, *spec.aliases, **kw)
 
 
-def check_flags(cfg: Any) -> None:
-    """Validate every :func:`flag` field of the dataclass instance ``cfg`` (lists element by element)."""
+def check_flags(cfg: Any, name: Callable[[str], str] = flag_name) -> None:
+    """Validate every :func:`flag` field of the dataclass instance ``cfg`` (lists element by element); errors call
+    the field ``name(field_name)``, by default its flag (``--iterative-steps``)."""
     for f in dataclasses.fields(cfg):
         spec = f.metadata.get("flag")
         value = getattr(cfg, f.name)
         if spec is None or (value is None and "None" in str(f.type)):
             continue
         if value is None:
-            raise ValueError(f"{flag_name(f.name)} needs a value, got None")
+            raise ValueError(f"{name(f.name)} needs a value, got None")
         for v in value if isinstance(value, list | tuple) else [value]:
-            spec.check(flag_name(f.name), v)
+            spec.check(name(f.name), v)
 
 
 def dataclass_defaults(cls: type) -> SimpleNamespace:

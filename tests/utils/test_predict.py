@@ -27,11 +27,11 @@ def weights(random_bccd_weights) -> Path:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("imgsz", 0, "--imgsz must be a positive number of pixels, got 0"),
-        ("conf_thres", 1.5, "--conf-thres must be within [0, 1], got 1.5"),
-        ("iou_thres", -0.1, "--iou-thres must be within [0, 1], got -0.1"),
-        ("max_det", 0, "--max-det must be at least 1, got 0"),
-        ("vid_stride", 0, "--vid-stride must be at least 1, got 0"),
+        ("imgsz", 0, "--imgsz must be >= 1, got 0"),
+        ("conf_thres", 1.5, "--conf-thres must be >= 0 and <= 1, got 1.5"),
+        ("iou_thres", -0.1, "--iou-thres must be >= 0 and <= 1, got -0.1"),
+        ("max_det", 0, "--max-det must be >= 1, got 0"),
+        ("vid_stride", 0, "--vid-stride must be >= 1, got 0"),
         ("weights", "", "--weights is required"),
         ("source", "", "--source is required"),
     ],

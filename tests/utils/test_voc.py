@@ -386,10 +386,10 @@ def test_convert_refuses_to_mix_with_old_output(messy_set):
         ({"images": None}, ValueError, "VOC root"),
         ({"classes": ["cat", "cat"]}, ValueError, "duplicates"),
         ({"split": "imagesets"}, FileNotFoundError, "imagesets"),
-        ({"split": "random"}, ValueError, "split must be one of"),
+        ({"split": "random"}, ValueError, "--split 'random' is not one of"),
         ({"ratios": (1, -1)}, ValueError, "ratios"),
         ({"limit": (1,)}, ValueError, "limit"),
-        ({"max_size": 0}, ValueError, "max_size"),
+        ({"max_size": 0}, ValueError, "--max-size must be >= 1, got 0"),
     ],
 )
 def test_convert_rejects_bad_configuration(messy_set, changes, error, match):

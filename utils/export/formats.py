@@ -95,8 +95,6 @@ def export_onnx(
     """
     import onnx
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"--opset {opset} is too old: at least {MIN_OPSET} is required")
     path = Path(path)
     axes = {INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {1: "anchors"}}
     if meta.dynamic:

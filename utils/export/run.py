@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from utils.cli import check_flags, flag
 from utils.export.check import DEFAULT_TOLERANCE, ParityResult, check_parity
 from utils.export.formats import FORMATS, MIN_OPSET, ExportMetadata, export_onnx, export_torchscript
 from utils.torch_utils import select_device
@@ -17,28 +18,27 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class ExportConfig:
-    weights: str = ""
-    include: list[str] = field(default_factory=lambda: ["torchscript", "onnx"])
-    imgsz: int = 640
-    batch_size: int = 1
-    device: str = "cpu"
-    half: bool = False
-    dynamic: bool = False
-    simplify: bool = False
-    opset: int = MIN_OPSET
-    tolerance: float = DEFAULT_TOLERANCE
-    check: bool = True
+    """Which checkpoint ``export.py`` writes, to which formats and how, and how the files are checked."""
+
+    weights: str = flag("", required=True, help="checkpoint to export: ours, upstream YOLOv5's, or pruned")
+    include: list[str] = flag(factory=lambda: ["torchscript", "onnx"], choices=tuple(FORMATS),
+                              help=f"formats: {' '.join(FORMATS)}")  # fmt: skip
+    imgsz: int = flag(640, low=1, aliases=("--img", "--img-size"), help="example input size, px")
+    batch_size: int = flag(1, low=1, help="example batch size")
+    device: str = flag("cpu", help="cpu, or a cuda device such as 0")
+    half: bool = flag(False, help="fp16 weights and inputs (needs a CUDA --device)")
+    dynamic: bool = flag(False, help="free batch size (height and width are always free)")
+    simplify: bool = flag(False, help="simplify the ONNX graph (needs onnx-simplifier)")
+    opset: int = flag(MIN_OPSET, low=MIN_OPSET, help=f"ONNX opset version ({MIN_OPSET} or later)")
+    tolerance: float = flag(DEFAULT_TOLERANCE, low=0, help="largest allowed output difference")
+    check: bool = flag(True, help="skip the comparison with PyTorch")
 
     def __post_init__(self) -> None:
+        check_flags(self)
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint to export")
-        bad = [f for f in self.include if f not in FORMATS]
-        if bad or not self.include:
-            raise ValueError(f"--include {' '.join(bad) or '(nothing)'}: choose from {', '.join(FORMATS)}")
-        if self.opset < MIN_OPSET:
-            raise ValueError(f"--opset {self.opset} is too old: at least {MIN_OPSET} is required")
-        if self.imgsz <= 0 or self.batch_size <= 0:
-            raise ValueError(f"--imgsz ({self.imgsz}) and --batch-size ({self.batch_size}) must be positive")
+        if not self.include:
+            raise ValueError(f"--include: give at least one of {', '.join(FORMATS)}")
 
 
 @dataclass

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from utils.cli import PlainConfig
+from utils.cli import PlainConfig, check_flags, flag, flag_name
 from utils.distill.config import DEFAULT_OUTPUT, FEATURE_KINDS, output_kinds
 from utils.files import load_yaml
+
+# The settings compress.py also takes as flags; the other flag(...) fields are yaml keys whose range is declared
+# the same way, and their errors name the key.
+COMMAND_LINE = ("data", "epochs", "imgsz", "device", "project", "name")
 
 
 @dataclass
@@ -17,34 +21,37 @@ class PipelineConfig(PlainConfig):
     models), e.g. ``teacher: models/yolov5m.yaml, student: models/yolov5s.yaml, epochs: 100, imgsz: 640``.
     """
 
-    data: str = "data/bccd_sample.yaml"
+    data: str = flag("data/bccd_sample.yaml", help="dataset yaml")
     teacher: str = "models/yolov5s.yaml"  # model yaml of the teacher
     student: str = "models/yolov5n.yaml"  # model yaml of the baseline and the distilled student
-    imgsz: int = 160
-    epochs: int = 20  # teacher and baseline student
-    kd_epochs: int = 20  # distilled student
-    recover_epochs: int = 10  # pruned teacher, fine-tuned by distillation from the unpruned one
-    batch_size: int = 16
+    imgsz: int = flag(160, low=1, aliases=("--img",), help="image size, px")
+    epochs: int = flag(20, low=1, help="epochs of the teacher and baseline student; the flag sets kd_epochs too")
+    kd_epochs: int = flag(20, low=1, help="epochs of the distilled student")
+    recover_epochs: int = flag(
+        10, low=1, help="epochs of the pruned teacher, fine-tuned by distillation from the unpruned one"
+    )
+    batch_size: int = flag(16, low=1, help="images per batch")
     hyp: str = "data/hyps/hyp.scratch-low.yaml"
     kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # see train_kd.py --kd-output
-    kd_feature: str = "none"  # see train_kd.py --kd-feature
-    prune_ratio: float = 0.5  # fraction of channels removed from the teacher (tools/prunmodel.py --ratio)
-    device: str = ""  # '' = GPU 0 if there is one, else CPU
+    kd_feature: str = flag("none", choices=FEATURE_KINDS, help="see train_kd.py --kd-feature")
+    prune_ratio: float = flag(
+        0.5, low=0, high=1, low_open=True, high_open=True, help="fraction of the teacher's channels pruned (--ratio)"
+    )
+    device: str = flag("", help="cuda device, e.g. 0, or cpu ('' = GPU 0 if there is one, else CPU)")
     workers: int = 2
     seed: int = 0
-    project: str = "runs/compress"
-    name: str = "exp"
-    latency_runs: int = 20  # timed forward passes (batch 1) per model for the report
+    project: str = flag("runs/compress", help="save to project/name")
+    name: str = flag("exp", help="save to project/name")
+    latency_runs: int = flag(20, low=1, help="timed forward passes (batch 1) per model for the report")
 
     def __post_init__(self) -> None:
-        for key in ("imgsz", "epochs", "kd_epochs", "recover_epochs", "batch_size", "latency_runs"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"pipeline setting {key!r} must be at least 1, got {getattr(self, key)}")
-        if not 0 < self.prune_ratio < 1:
-            raise ValueError(f"pipeline setting 'prune_ratio' must be in (0, 1), got {self.prune_ratio}")
+        check_flags(self, setting_name)
         self.kd_output = output_kinds(self.kd_output, "pipeline setting 'kd_output'")
-        if self.kd_feature not in FEATURE_KINDS:
-            raise ValueError(f"pipeline setting 'kd_feature' {self.kd_feature!r} is not one of {FEATURE_KINDS}")
+
+
+def setting_name(key: str) -> str:
+    """How an error names the setting ``key``: as the flag of ``compress.py`` that sets it, else as the yaml key."""
+    return flag_name(key) if key in COMMAND_LINE else f"pipeline setting {key!r}"
 
 
 def load_pipeline_config(path: str | None, **overrides) -> PipelineConfig:

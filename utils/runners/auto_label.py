@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 
+from utils.cli import flag, reflag
 from utils.data.labels import write_label_file
 from utils.files import increment_path
 from utils.plots.annotate import Annotator
@@ -33,11 +34,15 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class AutoLabelConfig(InferenceConfig):
-    classes: list[str] | None = None  # class names or ids to keep
-    save_txt: bool = False
-    save_empty: bool = False
-    previews: bool = False
-    project: str = "runs/auto_label"
+    weights: str = reflag(
+        InferenceConfig, "weights", help="checkpoint (ours, upstream's, pruned) or .onnx / .torchscript"
+    )
+    source: str = reflag(InferenceConfig, "source", required=True)
+    project: str = reflag(InferenceConfig, "project", "runs/auto_label")
+    classes: list[str] | None = flag(None, metavar="NAME|ID", help="keep only these classes")
+    save_txt: bool = flag(False, help="also write YOLO txt labels")
+    save_empty: bool = flag(False, help="write an XML for images without detections too")
+    previews: bool = flag(False, help="save images with the boxes drawn")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 
+from utils.cli import flag, reflag
 from utils.data.labels import write_label_file
 from utils.files import increment_path
 from utils.plots.annotate import Annotator, save_one_box
@@ -21,15 +22,18 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class DetectConfig(InferenceConfig):
-    source: str = "data/bccd_sample/images/val"
-    classes: list[int] | None = None  # class ids to keep
-    save_txt: bool = False
-    save_conf: bool = False
-    save_crop: bool = False
-    hide_labels: bool = False
-    hide_conf: bool = False
-    line_thickness: int = 3
-    nosave: bool = False
+    weights: str = reflag(
+        InferenceConfig, "weights", help="checkpoint (ours or upstream YOLOv5's), or an exported .onnx / .torchscript"
+    )
+    source: str = reflag(InferenceConfig, "source", "data/bccd_sample/images/val")
+    classes: list[int] | None = flag(None, low=0, help="keep only these class ids")
+    save_txt: bool = flag(False, help="save YOLO txt labels")
+    save_conf: bool = flag(False, help="add confidences to --save-txt labels")
+    save_crop: bool = flag(False, help="save a crop of every detection")
+    hide_labels: bool = flag(False, help="draw boxes without labels")
+    hide_conf: bool = flag(False, help="draw labels without confidences")
+    line_thickness: int = flag(3, low=1, help="box line width, px")
+    nosave: bool = flag(False, help="do not save annotated images or videos")
 
 
 @dataclass

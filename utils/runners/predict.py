@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from utils.boxes import scale_boxes
-from utils.cli import dataclass_defaults
+from utils.cli import add_flags, check_flags, flag
 from utils.data import LoadImages
 from utils.export.backend import load_backend
 from utils.nms import non_max_suppression
@@ -19,53 +19,48 @@ from utils.torch_utils import select_device
 
 @dataclass
 class InferenceConfig:
-    """Model, source and NMS settings of one inference run; the runners add their own outputs."""
+    """Model, source and NMS settings of one inference run; the runners add their own outputs and may declare
+    ``weights``, ``source`` or a default again with :func:`utils.cli.reflag`."""
 
-    weights: str = ""
-    source: str = ""
-    imgsz: int = 640
-    device: str = ""
-    conf_thres: float = 0.25
-    iou_thres: float = 0.45
-    max_det: int = 1000
-    agnostic_nms: bool = False
-    half: bool = False  # FP16, CUDA only (ignored on CPU)
-    vid_stride: int = 1
-    project: str = "runs/detect"
-    name: str = "exp"
-    exist_ok: bool = False
+    weights: str = flag("", required=True, help="checkpoint or exported .onnx / .torchscript model to run")
+    source: str = flag("", help="image, folder, glob, .txt list of paths, or video")
+    imgsz: int = flag(640, low=1, aliases=("--img", "--img-size"), help="inference size, px")
+    device: str = flag("", help="cuda device, e.g. 0, or cpu")
+    conf_thres: float = flag(0.25, low=0, high=1, help="confidence threshold")
+    iou_thres: float = flag(0.45, low=0, high=1, help="NMS IoU threshold")
+    max_det: int = flag(1000, low=1, help="maximum detections per image")
+    agnostic_nms: bool = flag(False, help="class-agnostic NMS")
+    project: str = flag("runs/detect", help="save to project/name")
+    name: str = flag("exp", help="save to project/name")
+    exist_ok: bool = flag(False, help="reuse an existing project/name")
+    half: bool = flag(False, help="FP16 inference (CUDA only)")  # ignored on CPU
+    vid_stride: int = flag(1, low=1, help="use every N-th video frame")
 
     def __post_init__(self) -> None:
+        check_flags(self)
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint or exported model to run")
         if not self.source:
             raise ValueError("--source is required: an image, folder, glob, .txt list of paths or video")
-        if self.imgsz < 1:
-            raise ValueError(f"--imgsz must be a positive number of pixels, got {self.imgsz}")
-        for name in ("conf_thres", "iou_thres"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
-        if self.max_det < 1:
-            raise ValueError(f"--max-det must be at least 1, got {self.max_det}")
-        if self.vid_stride < 1:
-            raise ValueError(f"--vid-stride must be at least 1, got {self.vid_stride}")
+
+
+_INFERENCE_FIELDS = tuple(f.name for f in fields(InferenceConfig))
+SHARED_FLAGS = tuple(n for n in _INFERENCE_FIELDS if n not in ("weights", "source"))
 
 
 def add_inference_args(p: argparse.ArgumentParser, cls: type[InferenceConfig]) -> argparse.ArgumentParser:
     """The flags of :class:`InferenceConfig` other than ``--weights`` and ``--source`` (whose help differs per
     tool), with the defaults of ``cls`` (a subclass may change them)."""
-    d = dataclass_defaults(cls)
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size, px")
-    p.add_argument("--device", default=d.device, help="cuda device, e.g. 0, or cpu")
-    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
-    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=d.max_det, help="maximum detections per image")
-    p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
-    p.add_argument("--project", default=d.project, help="save to project/name")
-    p.add_argument("--name", default=d.name, help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing project/name")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every N-th video frame")
+    add_flags(p, cls, only=SHARED_FLAGS)
+    return p
+
+
+def add_runner_args(p: argparse.ArgumentParser, cls: type[InferenceConfig]) -> argparse.ArgumentParser:
+    """All flags of the runner config ``cls``: its ``--weights`` and ``--source``, the shared inference flags,
+    then its own."""
+    add_flags(p, cls, only=("weights", "source"))
+    add_inference_args(p, cls)
+    add_flags(p, cls, only=[f.name for f in fields(cls) if f.name not in _INFERENCE_FIELDS])
     return p
 
 

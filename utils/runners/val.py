@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from utils.cli import check_flags, flag
 from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
 from utils.export.backend import load_backend
@@ -18,37 +19,35 @@ TASKS = ("train", "val", "test", "speed")
 
 @dataclass
 class ValConfig:
-    data: str = "data/bccd_sample.yaml"
-    weights: str = ""
-    batch_size: int = 32
-    imgsz: int = 640
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
-    max_det: int = 300
-    task: str = "val"
-    device: str = ""
-    workers: int = 8
-    single_cls: bool = False
-    verbose: bool = False
-    save_txt: bool = False
-    save_conf: bool = False
-    save_json: bool = False
-    project: str = "runs/val"
-    name: str = "exp"
-    exist_ok: bool = False
-    half: bool = False
-    noplots: bool = False
+    """What ``val.py`` evaluates, on which split, and what it writes."""
+
+    data: str = flag("data/bccd_sample.yaml", help="dataset yaml")
+    weights: str = flag(
+        "", required=True, help="checkpoint (ours or upstream YOLOv5's), or an exported .onnx / .torchscript"
+    )
+    batch_size: int = flag(32, low=1, help="images per batch")
+    imgsz: int = flag(640, low=1, aliases=("--img", "--img-size"), help="inference size, px")
+    conf_thres: float = flag(0.001, low=0, high=1, help="confidence threshold")
+    iou_thres: float = flag(0.6, low=0, high=1, help="NMS IoU threshold")
+    max_det: int = flag(300, low=1, help="maximum detections per image")
+    task: str = flag("val", choices=TASKS, help="split to evaluate (train, val, test), or 'speed'")
+    device: str = flag("", help="cuda device, e.g. 0, or cpu")
+    workers: int = flag(8, low=0, help="data loader processes")
+    single_cls: bool = flag(False, help="treat as a single-class dataset")
+    verbose: bool = flag(False, help="report mAP per class")
+    save_txt: bool = flag(False, help="save detections as YOLO txt labels")
+    save_conf: bool = flag(False, help="add confidences to --save-txt labels")
+    save_json: bool = flag(False, help="save a COCO-style predictions.json")
+    project: str = flag("runs/val", help="save to project/name")
+    name: str = flag("exp", help="save to project/name")
+    exist_ok: bool = flag(False, help="reuse an existing project/name")
+    half: bool = flag(False, help="FP16 inference (CUDA only)")
+    noplots: bool = flag(False, help="write no plots")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"--task {self.task!r} is not one of {TASKS}")
+        check_flags(self)
         if not self.weights:
             raise ValueError("--weights is required: the checkpoint to evaluate")
-        if self.imgsz < 1:
-            raise ValueError(f"--imgsz must be a positive number of pixels, got {self.imgsz}")
-        for name in ("conf_thres", "iou_thres"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
 
 
 def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:

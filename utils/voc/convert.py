@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from utils.cli import check_flags, flag
 from utils.voc.parse import VocAnnotation, VocFormatError, parse_voc_xml, voc_box_to_yolo
 
 LOGGER = logging.getLogger(__name__)
@@ -36,25 +37,43 @@ class VocConfig:
     VOC coordinate (1 for VOC's 1-based pixels). ``data_yaml`` defaults to ``out/data.yaml``.
     """
 
-    out: Path
-    voc_root: Path | None = None
-    images: Path | None = None
-    annotations: Path | None = None
-    imagesets: Path | None = None
-    classes: list[str] | None = None
-    split: str = "auto"
-    ratios: tuple[float, ...] = (0.7, 0.2, 0.1)
-    seed: int = 0
-    limit: tuple[int, ...] | None = None
-    skip_difficult: bool = False
-    keep_unannotated: bool = False
-    hardlink: bool = False
-    max_size: int | None = None
-    jpeg_quality: int = 90
-    origin: float = 1.0
-    data_yaml: Path | None = None
-    absolute_path: bool = False
-    overwrite: bool = False
+    out: Path = flag(required=True, help="output dataset folder")
+    voc_root: Path | None = flag(None, help="folder with Annotations/, JPEGImages/ and ImageSets/Main/")
+    images: Path | None = flag(None, help="image folder (default: VOC_ROOT/JPEGImages)")
+    annotations: Path | None = flag(None, help="XML folder (default: VOC_ROOT/Annotations)")
+    imagesets: Path | None = flag(None, help="folder with {train,val,test}.txt (default: VOC_ROOT/ImageSets/Main)")
+    classes: list[str] | None = flag(None, metavar="NAME", help="class names in id order (default: all found, sorted)")
+    split: str = flag("auto", choices=SPLIT_MODES, help="auto (default): imagesets files if present, else ratios")
+    ratios: tuple[float, ...] = flag((0.7, 0.2, 0.1), low=0, metavar="R",
+                                     help="train val [test] weights (default: 0.7 0.2 0.1)")  # fmt: skip
+    seed: int = flag(0, help="seed for the ratio split and --limit (default: 0)")
+    limit: tuple[int, ...] | None = flag(
+        None, low=0, metavar="N", help="keep at most N images per split: train val [test]"
+    )
+    skip_difficult: bool = flag(False, help="leave out objects marked <difficult>1</difficult>")
+    keep_unannotated: bool = flag(False, help="write images without XML as backgrounds")
+    hardlink: bool = flag(False, help="hard-link images instead of copying them")
+    max_size: int | None = flag(None, low=1, metavar="PX", help="downscale larger images to this longer side (JPEG)")
+    jpeg_quality: int = flag(90, low=1, high=100, help="JPEG quality for --max-size (default: 90)")
+    origin: float = 1.0  # --zero-based: 0.0
+    data_yaml: Path | None = flag(None, help="where to write the data yaml (default: OUT/data.yaml)")
+    absolute_path: bool = flag(False, help="write an absolute 'path' into the data yaml")
+    overwrite: bool = flag(False, help="replace existing OUT/images and OUT/labels")
+
+    def __post_init__(self) -> None:
+        self.ratios = tuple(self.ratios)
+        self.limit = tuple(self.limit) if self.limit is not None else None
+        check_flags(self)
+        if self.voc_root is None and (self.images is None or self.annotations is None):
+            raise ValueError("give --voc-root (a VOC root folder), or both --images and --annotations")
+        if len(self.ratios) not in (2, 3):
+            raise ValueError(f"--ratios takes 2 or 3 numbers (train val [test]), got {len(self.ratios)}")
+        if self.limit is not None and len(self.limit) not in (2, 3):
+            raise ValueError(f"--limit takes 2 or 3 counts (train val [test]), got {len(self.limit)}")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"class list has duplicates: {self.classes}")
+        if self.classes is not None and not self.classes:
+            raise ValueError("class list is empty: every object would be dropped; give at least one class name")
 
 
 @dataclass
@@ -162,10 +181,8 @@ def _resolve_folders(cfg: VocConfig) -> tuple[Path, Path, Path | None]:
     root = Path(cfg.voc_root) if cfg.voc_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"VOC root {root} is not a folder")
-    images = Path(cfg.images) if cfg.images is not None else (root / "JPEGImages" if root else None)
-    annotations = Path(cfg.annotations) if cfg.annotations is not None else (root / "Annotations" if root else None)
-    if images is None or annotations is None:
-        raise ValueError("give either a VOC root folder or both an images folder and an annotations folder")
+    images = Path(cfg.images) if cfg.images is not None else root / "JPEGImages"
+    annotations = Path(cfg.annotations) if cfg.annotations is not None else root / "Annotations"
     for what, folder in (("images", images), ("annotations", annotations)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} folder {folder} does not exist")
@@ -237,18 +254,6 @@ def convert_voc(cfg: VocConfig) -> VocResult:
     Each XML is matched to the image with the same file stem, falling back to its ``<filename>``. Image sizes come
     from the image files; a disagreeing ``<size>`` is reported. Sources are never modified.
     """
-    if cfg.split not in SPLIT_MODES:
-        raise ValueError(f"split must be one of {SPLIT_MODES}, got {cfg.split!r}")
-    if cfg.limit is not None and (len(cfg.limit) not in (2, 3) or any(n < 0 for n in cfg.limit)):
-        raise ValueError(f"limit must be 2 or 3 non-negative counts (train val [test]), got {cfg.limit}")
-    if cfg.max_size is not None and cfg.max_size < 1:
-        raise ValueError(f"max_size must be a positive number of pixels, got {cfg.max_size}")
-    if not 1 <= cfg.jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be 1..100, got {cfg.jpeg_quality}")
-    if cfg.classes is not None and len(set(cfg.classes)) != len(cfg.classes):
-        raise ValueError(f"class list has duplicates: {cfg.classes}")
-    if cfg.classes is not None and not cfg.classes:
-        raise ValueError("class list is empty: every object would be dropped; give at least one class name")
     images_dir, ann_dir, imagesets_dir = _resolve_folders(cfg)
     xml_files = sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml")
     if not xml_files:

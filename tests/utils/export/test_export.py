@@ -99,8 +99,8 @@ def test_parity_check_reports_a_mismatch(exported):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"include": ["tflite"]}, "--include tflite"),
-        ({"opset": 16}, "--opset 16"),
+        ({"include": ["tflite"]}, "--include 'tflite' is not one of"),
+        ({"opset": 16}, "--opset must be >= 17, got 16"),
         ({"half": True, "device": "cpu"}, "--half needs a CUDA"),
         ({"imgsz": 100}, "--imgsz 100 is not a multiple"),
     ],
