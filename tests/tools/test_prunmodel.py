@@ -210,3 +210,29 @@ def test_attention_variant_prunes_with_the_tool_and_exports(variant, tmp_path):
     assert [m.type for m in reloaded.model] == [m.type for m in model.model]  # the attention layers are kept
     exported = export.main(["--weights", str(out), "--include", "onnx", "--imgsz", "64"])
     assert exported.ok
+
+
+def _exit_2_message(argv: list[str], caplog) -> str:
+    """The one error line of ``prunmodel`` run on ``argv``, which must end it with exit status 2."""
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_:
+        run_main(prunmodel.main, argv)
+    assert exit_.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+def test_out_must_be_a_new_pt_file(models, tmp_path, caplog):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(models["full"].read_bytes())
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "sub" / ".." / "w.pt"  # another spelling of the input
+    argv = ["--weights", str(weights), "--ratio", "0.5", "--imgsz", "64", "--out", str(same)]
+    message = _exit_2_message(argv, caplog)
+    assert f"--out {same} is the input --weights {weights}" in message
+    assert weights.read_bytes() == models["full"].read_bytes()
+    caplog.clear()
+    onnx_out = tmp_path / "x.onnx"
+    message = _exit_2_message(["--weights", str(weights), "--ratio", "0.5", "--out", str(onnx_out)], caplog)
+    assert "must end in .pt" in message and "export.py" in message
+    assert not onnx_out.exists()
