@@ -22,6 +22,7 @@ from models.yolo import Model
 from tools import prunmodel
 from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.cli import run_main
+from utils.pruning import workflow
 from utils.pruning.sparsity import BNSparsity, bn_scales
 from utils.torch_utils import count_parameters
 from utils.training import engine
@@ -236,3 +237,18 @@ def test_out_must_be_a_new_pt_file(models, tmp_path, caplog):
     message = _exit_2_message(["--weights", str(weights), "--ratio", "0.5", "--out", str(onnx_out)], caplog)
     assert "must end in .pt" in message and "export.py" in message
     assert not onnx_out.exists()
+
+
+def test_ctrl_c_says_nothing_was_written(models, tmp_path, monkeypatch, caplog):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "prune_model", interrupt)
+    out = tmp_path / "p.pt"
+    argv = ["--weights", str(models["full"]), "--ratio", "0.5", "--imgsz", "64", "--out", str(out)]
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_:
+        run_main(prunmodel.main, argv)
+    assert exit_.value.code == 130
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "nothing was written" in errors[0], errors
+    assert not out.exists()
