@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import subprocess
@@ -162,6 +163,10 @@ def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
         ),
         (["--ratio", "0.5", "--layers", "99"], "unknown layer 99"),
         (["--target-params", "0.001", "--layers", "0"], "below what the kept layers need"),
+        (["--ratio", "0.5", "--layers", "11"], "the chosen layers (11 Upsample) have no convolution to prune"),
+        (["--ratio", "0.5", "--layers", "11,12"], "(11 Upsample, 12 Concat) have no convolution"),
+        (["--ratio", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
+        (["--target-params", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
     ],
 )
 def test_impossible_requests_exit_2_with_one_line(args, message, models, tmp_path, caplog):
@@ -252,3 +257,47 @@ def test_ctrl_c_says_nothing_was_written(models, tmp_path, monkeypatch, caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "interrupted" in errors[0] and "nothing was written" in errors[0], errors
     assert not out.exists()
+
+
+def _prune(weights: Path, out: Path, *args: str) -> prunmodel.PruneResult:
+    return prunmodel.main(["--weights", str(weights), "--imgsz", "64", "--out", str(out), *args])
+
+
+def test_a_model_at_the_round_to_minimum_is_refused_not_rewritten(tmp_path, caplog):
+    cfg = copy.deepcopy(Model("yolov5n.yaml", nc=3).yaml)
+    cfg["width_multiple"] = 0.005  # every layer 8 channels wide (4 inside the C3 blocks)
+    narrow = Model(cfg)
+    narrow.names = NAMES
+    weights = save_checkpoint(make_checkpoint(narrow, NAMES), tmp_path / "narrow.pt")
+    out = tmp_path / "again.pt"
+    argv = ["--weights", str(weights), "--ratio", "0.5", "--imgsz", "64", "--out", str(out)]
+    message = _exit_2_message(argv, caplog)
+    assert "every chosen layer is already at or below the --round-to minimum of 8 output channels" in message
+    assert not out.exists()
+
+
+def test_layers_kept_wider_than_the_ratio_asks_are_named(models, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.75")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    fraction = f"{result.after.parameters / result.before.parameters:.1%} of its parameters"
+    short = [w for w in warnings if "keep more channels than ratio 0.75 asks" in w]
+    assert len(short) == 1 and "layers 0, 2 " in short[0] and "model.0.conv 16 -> 8" in short[0], warnings
+    assert fraction in short[0]
+
+
+def test_a_ratio_above_the_per_layer_maximum_is_clamped_and_keeps_no_more_than_0_9(models, tmp_path, caplog):
+    at_09 = _prune(models["full"], tmp_path / "p09.pt", "--ratio", "0.9").after.parameters
+    with caplog.at_level(logging.WARNING):
+        at_099 = _prune(models["full"], tmp_path / "p099.pt", "--ratio", "0.99")
+    assert at_099.ratio == 0.95 and at_099.after.parameters < at_09
+    assert any("--ratio 0.99 is above 0.95" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_global_ranking_that_leaves_layers_whole_says_so(models, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.9", "--global")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    fraction = f"{result.after.parameters / result.before.parameters:.1%} of its parameters"
+    short = [w for w in warnings if "less than ratio 0.9 asks" in w]
+    assert len(short) == 1 and "layers left whole: 0, " in short[0] and fraction in short[0], warnings
