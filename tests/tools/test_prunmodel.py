@@ -167,6 +167,10 @@ def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
         (["--ratio", "0.5", "--layers", "11,12"], "(11 Upsample, 12 Concat) have no convolution"),
         (["--ratio", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
         (["--target-params", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
+        (
+            ["--ratio", "0.5", "--iterative-steps", "17"],
+            "--iterative-steps 17 is more than the 16 output channels of the narrowest layer to prune (model.0.conv)",
+        ),
     ],
 )
 def test_impossible_requests_exit_2_with_one_line(args, message, models, tmp_path, caplog):
@@ -301,3 +305,11 @@ def test_global_ranking_that_leaves_layers_whole_says_so(models, tmp_path, caplo
     fraction = f"{result.after.parameters / result.before.parameters:.1%} of its parameters"
     short = [w for w in warnings if "less than ratio 0.9 asks" in w]
     assert len(short) == 1 and "layers left whole: 0, " in short[0] and fraction in short[0], warnings
+
+
+def test_iterative_pruning_logs_each_step(models, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.5", "--iterative-steps", "3")
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pruning step ")]
+    assert [s.split(":")[0] for s in steps] == ["pruning step 1/3", "pruning step 2/3", "pruning step 3/3"]
+    assert steps[-1].endswith(f"{result.after.parameters:,} parameters")

@@ -22,6 +22,7 @@ import torch_pruning as tp
 from torch import nn
 
 from models.yolo import Model
+from utils.torch_utils import count_parameters
 
 LOGGER = logging.getLogger(__name__)
 
@@ -137,6 +138,20 @@ def nothing_to_prune(model: Model, layers: list[int], round_to: int) -> str | No
     return None
 
 
+def check_steps(model: Model, layers: list[int], round_to: int, steps: int) -> None:
+    """Raise ``ValueError`` when ``steps`` exceeds the output channels of the narrowest convolution that can shrink:
+    each step removes whole channels, so more steps than that cannot each prune it (and only cost time)."""
+    shrinking = [(c.out_channels, name) for name, c in chosen_convs(model, layers).items() if c.out_channels > round_to]
+    if not shrinking:
+        return
+    channels, name = min(shrinking)
+    if steps > channels:
+        raise ValueError(
+            f"--iterative-steps {steps} is more than the {channels} output channels of the narrowest layer to prune "
+            f"({name}); a step removes whole channels, so use at most {channels}"
+        )
+
+
 def uniform_ratios(convs: dict[str, nn.Conv2d], ratio: float, round_to: int) -> dict[nn.Module, float]:
     """torch-pruning's ``pruning_ratio_dict`` that leaves every convolution of ``convs`` at its :func:`kept_width`.
 
@@ -195,6 +210,7 @@ def prune_model(
     iterative_steps: int = 1,
     round_to: int = 8,
     imgsz: int = 640,
+    log_steps: bool = False,
 ) -> Model:
     """Remove ``ratio`` of the output channels of the chosen layers' convolutions, in place; returns ``model``.
 
@@ -202,7 +218,8 @@ def prune_model(
     (uniform), or to all of them ranked together (``global_pruning``). ``iterative_steps`` reaches it in that many
     steps, re-ranking after each. For ``importance="taylor"`` the parameters must already hold gradients (see
     :func:`accumulate_gradients`); torch-pruning prunes them along. The model is traced in eval mode, so BN running
-    statistics are left untouched. Raises ``ValueError`` when the chosen layers have nothing to remove.
+    statistics are left untouched. Raises ``ValueError`` when the chosen layers have nothing to remove or when
+    ``iterative_steps`` is more than the narrowest of them has channels. ``log_steps`` logs the size after each step.
     """
     if importance not in IMPORTANCE:
         raise ValueError(f"importance {importance!r} is not one of {tuple(IMPORTANCE)}")
@@ -211,6 +228,7 @@ def prune_model(
     reason = nothing_to_prune(model, layers, round_to)
     if reason is not None:
         raise ValueError(f"nothing to prune: {reason}")
+    check_steps(model, layers, round_to, iterative_steps)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -230,8 +248,10 @@ def prune_model(
         round_to=round_to,
         **per_layer,
     )
-    for _ in range(iterative_steps):
+    for step in range(1, iterative_steps + 1):
         pruner.step()
+        if log_steps:
+            LOGGER.info("pruning step %d/%d: %s parameters", step, iterative_steps, f"{count_parameters(model):,}")
     model.train(was_training)
     return model
 

@@ -131,10 +131,11 @@ def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
         n = taylor_gradients(model, cfg, device)
         LOGGER.info("Taylor importance from %d batches of %s", n, cfg.data)
 
-    def prune(m: Model, ratio: float) -> Model:
+    def prune(m: Model, ratio: float, log_steps: bool = False) -> Model:
         return prune_model(
-            m, ratio, layers, cfg.importance, cfg.global_, cfg.iterative_steps, cfg.round_to, min(cfg.imgsz, 128)
-        )
+            m, ratio, layers, cfg.importance, cfg.global_, cfg.iterative_steps, cfg.round_to, min(cfg.imgsz, 128),
+            log_steps=log_steps,
+        )  # fmt: skip
 
     ratio = None if cfg.ratio is None else usable_ratio(cfg.ratio)
     if ratio is None:
@@ -153,7 +154,7 @@ def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
         ratio, reached = search_ratio(model, target, measure, prune)
         LOGGER.info("Target %s <= %.3f of the original: ratio %.4f keeps %.3f", what, target, ratio, reached)
     widths = {name: conv.out_channels for name, conv in chosen_convs(model, layers).items()}
-    prune(model, ratio)
+    prune(model, ratio, log_steps=cfg.iterative_steps > 1)
     model.zero_grad(set_to_none=True)
     after_layers, after = layer_channels(model), model_cost(model, cfg.imgsz)
     if after.parameters == before.parameters:
