@@ -313,3 +313,31 @@ def test_iterative_pruning_logs_each_step(models, tmp_path, caplog):
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pruning step ")]
     assert [s.split(":")[0] for s in steps] == ["pruning step 1/3", "pruning step 2/3", "pruning step 3/3"]
     assert steps[-1].endswith(f"{result.after.parameters:,} parameters")
+
+
+@pytest.fixture(scope="module")
+def cbam(tmp_path_factory) -> Path:
+    """An unpruned yolov5s-cbam checkpoint."""
+    torch.manual_seed(0)
+    model = Model("yolov5s-cbam.yaml", nc=3)
+    model.names = NAMES
+    return save_checkpoint(make_checkpoint(model, NAMES), tmp_path_factory.mktemp("cbam") / "cbam.pt")
+
+
+def test_convolutions_feeding_cbam_are_named_as_kept_at_full_width(cbam, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(cbam, tmp_path / "p.pt", "--ratio", "0.5")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    whole = [w for w in warnings if "kept at full width" in w]
+    assert len(whole) == 1, warnings
+    for name in ("model.14.conv 256", "model.18.conv 128", "model.11.cv3.conv 512"):  # the neck's two, a backbone one
+        assert name in whole[0]
+    assert "CBAM" in whole[0] and f"{result.after.parameters / result.before.parameters:.1%}" in whole[0]
+
+
+def test_layers_torch_pruning_cannot_prune_at_all_are_refused(cbam, tmp_path, caplog):
+    out = tmp_path / "p.pt"
+    message = _exit_2_message(["--weights", str(cbam), "--ratio", "0.5", "--imgsz", "64", "--layers", "14",
+                               "--out", str(out)], caplog)  # fmt: skip
+    assert "nothing was pruned" in message and "CBAM" in message
+    assert not out.exists()

@@ -21,6 +21,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from models.attention import CBAM
 from models.yolo import Model
 from utils.torch_utils import count_parameters
 
@@ -189,6 +190,24 @@ def short_of_ratio(changes: list[WidthChange], ratio: float) -> list[WidthChange
     """The convolutions that kept more channels than ``ratio`` asks (``before * (1 - ratio)``), e.g. because a layer
     keeps at least ``round_to`` of them."""
     return [c for c in changes if c.after > c.before * (1 - ratio) + 1e-6]
+
+
+def left_whole(changes: list[WidthChange], ratio: float, round_to: int) -> list[WidthChange]:
+    """The convolutions that kept all their channels although ``ratio`` would shrink them (their :func:`kept_width`
+    is smaller): torch-pruning could not remove any of their channels."""
+    return [c for c in changes if c.after == c.before and kept_width(c.before, ratio, round_to) < c.before]
+
+
+def why_left_whole(model: Model) -> str:
+    """Why torch-pruning leaves a convolution's channels alone, with the cause this model has where we know it."""
+    why = "their channels are tied to a layer not chosen or to an operation torch-pruning cannot split"
+    if any(isinstance(m, CBAM) for m in model.modules()):
+        why += (
+            "; here CBAM: torch-pruning traces its channel mean/max and spatial gate as element-wise operations, "
+            "which ties the channels of the convolution feeding each CBAM block (and of its channel-attention "
+            "output) to the block's one-channel spatial map, so it leaves them whole"
+        )
+    return why
 
 
 def ignored_modules(model: Model, layers: list[int]) -> list[nn.Module]:

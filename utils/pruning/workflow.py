@@ -19,10 +19,12 @@ from utils.pruning.core import (
     accumulate_gradients,
     check_prunable,
     chosen_convs,
+    left_whole,
     prune_model,
     resolve_layers,
     search_ratio,
     short_of_ratio,
+    why_left_whole,
     width_changes,
 )
 from utils.pruning.report import ModelCost, format_report, layer_channels, model_cost
@@ -97,8 +99,11 @@ def _examples(changes: list[WidthChange], ratio: float | None = None, most: int 
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def warn_shortfalls(changes: list[WidthChange], cfg: PruneConfig, ratio: float, kept_fraction: float) -> None:
-    """Warn when the chosen layers lost fewer channels than ``ratio`` asks, naming them and the parameters kept."""
+def warn_shortfalls(
+    model: Model, changes: list[WidthChange], cfg: PruneConfig, ratio: float, kept_fraction: float
+) -> None:
+    """Warn when the chosen layers lost fewer channels than ``ratio`` asks, naming them, the reason and the fraction
+    of the parameters kept: layers torch-pruning left whole, and layers held at the ``round_to`` minimum."""
     kept = f"the model keeps {kept_fraction:.1%} of its parameters"
     if cfg.global_:
         before = sum(c.before for c in changes)
@@ -111,7 +116,13 @@ def warn_shortfalls(changes: list[WidthChange], cfg: PruneConfig, ratio: float, 
                 100 * removed, ratio, _layer_list(whole) or "none", kept,
             )  # fmt: skip
         return
-    short = short_of_ratio(changes, ratio)
+    whole = left_whole(changes, ratio, cfg.round_to)
+    if whole:
+        LOGGER.warning(
+            "%d convolutions in layers %s were kept at full width although ratio %g would shrink them: %s; %s; %s",
+            len(whole), _layer_list(whole), ratio, _examples(whole, most=len(whole)), why_left_whole(model), kept,
+        )  # fmt: skip
+    short = short_of_ratio([c for c in changes if c not in whole], ratio)
     if short:
         LOGGER.warning(
             "%d convolutions in layers %s keep more channels than ratio %g asks, since a pruned layer keeps at least "
@@ -159,12 +170,12 @@ def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
     after_layers, after = layer_channels(model), model_cost(model, cfg.imgsz)
     if after.parameters == before.parameters:
         raise ValueError(
-            f"nothing was pruned: torch-pruning could not remove any channel of the chosen layers ({cfg.layers}); "
-            "their channels are tied to layers not chosen or to operations it cannot split"
+            f"nothing was pruned: torch-pruning could not remove any channel of the chosen layers ({cfg.layers}): "
+            + why_left_whole(model)
         )
     report = format_report(before_layers, after_layers, before, after)
     LOGGER.info("%s", report)
-    warn_shortfalls(width_changes(widths, model), cfg, ratio, after.parameters / before.parameters)
+    warn_shortfalls(model, width_changes(widths, model), cfg, ratio, after.parameters / before.parameters)
 
     model = model.cpu()
     train_args = {
