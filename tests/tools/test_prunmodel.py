@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import subprocess
@@ -22,6 +23,7 @@ from models.yolo import Model
 from tools import prunmodel
 from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.cli import run_main
+from utils.pruning import workflow
 from utils.pruning.sparsity import BNSparsity, bn_scales
 from utils.torch_utils import count_parameters
 from utils.training import engine
@@ -161,6 +163,14 @@ def test_train_records_the_sparsity_penalty(tmp_path, tiny_data):
         ),
         (["--ratio", "0.5", "--layers", "99"], "unknown layer 99"),
         (["--target-params", "0.001", "--layers", "0"], "below what the kept layers need"),
+        (["--ratio", "0.5", "--layers", "11"], "the chosen layers (11 Upsample) have no convolution to prune"),
+        (["--ratio", "0.5", "--layers", "11,12"], "(11 Upsample, 12 Concat) have no convolution"),
+        (["--ratio", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
+        (["--target-params", "0.5", "--round-to", "1000"], "--round-to 1000 is larger than every chosen layer"),
+        (
+            ["--ratio", "0.5", "--iterative-steps", "17"],
+            "--iterative-steps 17 is more than the 16 output channels of the narrowest layer to prune (model.0.conv)",
+        ),
     ],
 )
 def test_impossible_requests_exit_2_with_one_line(args, message, models, tmp_path, caplog):
@@ -210,3 +220,124 @@ def test_attention_variant_prunes_with_the_tool_and_exports(variant, tmp_path):
     assert [m.type for m in reloaded.model] == [m.type for m in model.model]  # the attention layers are kept
     exported = export.main(["--weights", str(out), "--include", "onnx", "--imgsz", "64"])
     assert exported.ok
+
+
+def _exit_2_message(argv: list[str], caplog) -> str:
+    """The one error line of ``prunmodel`` run on ``argv``, which must end it with exit status 2."""
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_:
+        run_main(prunmodel.main, argv)
+    assert exit_.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+def test_out_must_be_a_new_pt_file(models, tmp_path, caplog):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(models["full"].read_bytes())
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "sub" / ".." / "w.pt"  # another spelling of the input
+    argv = ["--weights", str(weights), "--ratio", "0.5", "--imgsz", "64", "--out", str(same)]
+    message = _exit_2_message(argv, caplog)
+    assert f"--out {same} is the input --weights {weights}" in message
+    assert weights.read_bytes() == models["full"].read_bytes()
+    caplog.clear()
+    onnx_out = tmp_path / "x.onnx"
+    message = _exit_2_message(["--weights", str(weights), "--ratio", "0.5", "--out", str(onnx_out)], caplog)
+    assert "must end in .pt" in message and "export.py" in message
+    assert not onnx_out.exists()
+
+
+def test_ctrl_c_says_nothing_was_written(models, tmp_path, monkeypatch, caplog):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "prune_model", interrupt)
+    out = tmp_path / "p.pt"
+    argv = ["--weights", str(models["full"]), "--ratio", "0.5", "--imgsz", "64", "--out", str(out)]
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_:
+        run_main(prunmodel.main, argv)
+    assert exit_.value.code == 130
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "nothing was written" in errors[0], errors
+    assert not out.exists()
+
+
+def _prune(weights: Path, out: Path, *args: str) -> prunmodel.PruneResult:
+    return prunmodel.main(["--weights", str(weights), "--imgsz", "64", "--out", str(out), *args])
+
+
+def test_a_model_at_the_round_to_minimum_is_refused_not_rewritten(tmp_path, caplog):
+    cfg = copy.deepcopy(Model("yolov5n.yaml", nc=3).yaml)
+    cfg["width_multiple"] = 0.005  # every layer 8 channels wide (4 inside the C3 blocks)
+    narrow = Model(cfg)
+    narrow.names = NAMES
+    weights = save_checkpoint(make_checkpoint(narrow, NAMES), tmp_path / "narrow.pt")
+    out = tmp_path / "again.pt"
+    argv = ["--weights", str(weights), "--ratio", "0.5", "--imgsz", "64", "--out", str(out)]
+    message = _exit_2_message(argv, caplog)
+    assert "every chosen layer is already at or below the --round-to minimum of 8 output channels" in message
+    assert not out.exists()
+
+
+def test_layers_kept_wider_than_the_ratio_asks_are_named(models, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.75")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    fraction = f"{result.after.parameters / result.before.parameters:.1%} of its parameters"
+    short = [w for w in warnings if "keep more channels than ratio 0.75 asks" in w]
+    assert len(short) == 1 and "layers 0, 2 " in short[0] and "model.0.conv 16 -> 8" in short[0], warnings
+    assert fraction in short[0]
+
+
+def test_a_ratio_above_the_per_layer_maximum_is_clamped_and_keeps_no_more_than_0_9(models, tmp_path, caplog):
+    at_09 = _prune(models["full"], tmp_path / "p09.pt", "--ratio", "0.9").after.parameters
+    with caplog.at_level(logging.WARNING):
+        at_099 = _prune(models["full"], tmp_path / "p099.pt", "--ratio", "0.99")
+    assert at_099.ratio == 0.95 and at_099.after.parameters < at_09
+    assert any("--ratio 0.99 is above 0.95" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_global_ranking_that_leaves_layers_whole_says_so(models, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.9", "--global")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    fraction = f"{result.after.parameters / result.before.parameters:.1%} of its parameters"
+    short = [w for w in warnings if "less than ratio 0.9 asks" in w]
+    assert len(short) == 1 and "layers left whole: 0, " in short[0] and fraction in short[0], warnings
+
+
+def test_iterative_pruning_logs_each_step(models, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        result = _prune(models["full"], tmp_path / "p.pt", "--ratio", "0.5", "--iterative-steps", "3")
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pruning step ")]
+    assert [s.split(":")[0] for s in steps] == ["pruning step 1/3", "pruning step 2/3", "pruning step 3/3"]
+    assert steps[-1].endswith(f"{result.after.parameters:,} parameters")
+
+
+@pytest.fixture(scope="module")
+def cbam(tmp_path_factory) -> Path:
+    """An unpruned yolov5s-cbam checkpoint."""
+    torch.manual_seed(0)
+    model = Model("yolov5s-cbam.yaml", nc=3)
+    model.names = NAMES
+    return save_checkpoint(make_checkpoint(model, NAMES), tmp_path_factory.mktemp("cbam") / "cbam.pt")
+
+
+def test_convolutions_feeding_cbam_are_named_as_kept_at_full_width(cbam, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = _prune(cbam, tmp_path / "p.pt", "--ratio", "0.5")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    whole = [w for w in warnings if "kept at full width" in w]
+    assert len(whole) == 1, warnings
+    for name in ("model.14.conv 256", "model.18.conv 128", "model.11.cv3.conv 512"):  # the neck's two, a backbone one
+        assert name in whole[0]
+    assert "CBAM" in whole[0] and f"{result.after.parameters / result.before.parameters:.1%}" in whole[0]
+
+
+def test_layers_torch_pruning_cannot_prune_at_all_are_refused(cbam, tmp_path, caplog):
+    out = tmp_path / "p.pt"
+    message = _exit_2_message(["--weights", str(cbam), "--ratio", "0.5", "--imgsz", "64", "--layers", "14",
+                               "--out", str(out)], caplog)  # fmt: skip
+    assert "nothing was pruned" in message and "CBAM" in message
+    assert not out.exists()

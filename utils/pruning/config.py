@@ -10,6 +10,18 @@ from utils.cli import PlainConfig, check_flags, flag
 IMPORTANCE_KINDS = ("l1", "l2", "bn", "lamp", "taylor", "random")
 
 
+def check_out_path(weights: str | Path, out: str | Path) -> None:
+    """Raise ``ValueError`` for an ``--out`` that would overwrite ``--weights`` or that does not name a ``.pt`` file."""
+    if Path(out).suffix.lower() != ".pt":
+        raise ValueError(
+            f"--out {out}: the pruned model is written as a PyTorch checkpoint, so --out must end in .pt "
+            "(export.py makes .onnx and the other formats from it)"
+        )
+    out_path, weights_path = Path(out), Path(weights)
+    if out_path.resolve() == weights_path.resolve() or (out_path.exists() and out_path.samefile(weights_path)):
+        raise ValueError(f"--out {out} is the input --weights {weights}: write the pruned model to another file")
+
+
 @dataclass
 class PruneConfig(PlainConfig):
     """One pruning job. Exactly one of ``ratio``, ``target_params``, ``target_gflops`` sets how much to remove."""
@@ -50,6 +62,7 @@ class PruneConfig(PlainConfig):
             raise FileNotFoundError(f"--weights {self.weights}: file not found")
         if not self.out:
             raise ValueError("--out is required: where to write the pruned checkpoint")
+        check_out_path(self.weights, self.out)
         given = [n for n in ("ratio", "target_params", "target_gflops") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(

@@ -13,7 +13,20 @@ from models.loading import build_model, read_weights
 from models.yolo import Model
 from utils.checkpoint import make_checkpoint, save_checkpoint, strip_checkpoint
 from utils.pruning.config import PruneConfig
-from utils.pruning.core import accumulate_gradients, check_prunable, prune_model, resolve_layers, search_ratio
+from utils.pruning.core import (
+    MAX_LAYER_RATIO,
+    WidthChange,
+    accumulate_gradients,
+    check_prunable,
+    chosen_convs,
+    left_whole,
+    prune_model,
+    resolve_layers,
+    search_ratio,
+    short_of_ratio,
+    why_left_whole,
+    width_changes,
+)
 from utils.pruning.report import ModelCost, format_report, layer_channels, model_cost
 from utils.torch_utils import count_parameters, model_flops, select_device
 
@@ -59,6 +72,65 @@ def taylor_gradients(model: Model, cfg: PruneConfig, device: torch.device) -> in
     return accumulate_gradients(model, itertools.islice(loader, cfg.taylor_batches), loss, device)
 
 
+def usable_ratio(ratio: float) -> float:
+    """``ratio``, or :data:`MAX_LAYER_RATIO` with a warning when it asks for more than any layer may lose."""
+    if ratio <= MAX_LAYER_RATIO:
+        return ratio
+    LOGGER.warning(
+        "--ratio %g is above %g, the largest fraction of a layer's channels that may be removed; pruning at %g "
+        "instead",
+        ratio, MAX_LAYER_RATIO, MAX_LAYER_RATIO,
+    )  # fmt: skip
+    return MAX_LAYER_RATIO
+
+
+def _layer_list(changes: list[WidthChange]) -> str:
+    """``0, 2, 17``: the layers of ``changes``, each once."""
+    return ", ".join(str(i) for i in sorted({c.layer for c in changes}))
+
+
+def _examples(changes: list[WidthChange], ratio: float | None = None, most: int = 4) -> str:
+    """``model.0.conv 16 -> 8 (asked 4), ...`` for the first ``most`` of ``changes``."""
+    shown = [
+        f"{c.name} {c.before} -> {c.after}" + ("" if ratio is None else f" (asked {c.before * (1 - ratio):.3g})")
+        for c in changes[:most]
+    ]
+    more = len(changes) - most
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def warn_shortfalls(
+    model: Model, changes: list[WidthChange], cfg: PruneConfig, ratio: float, kept_fraction: float
+) -> None:
+    """Warn when the chosen layers lost fewer channels than ``ratio`` asks, naming them, the reason and the fraction
+    of the parameters kept: layers torch-pruning left whole, and layers held at the ``round_to`` minimum."""
+    kept = f"the model keeps {kept_fraction:.1%} of its parameters"
+    if cfg.global_:
+        before = sum(c.before for c in changes)
+        removed = 1 - sum(c.after for c in changes) / before
+        if removed < ratio - 0.02:
+            whole = [c for c in changes if c.after == c.before]
+            LOGGER.warning(
+                "global ranking removed %.1f%% of the chosen layers' channels, less than ratio %g asks: torch-pruning "
+                "leaves a layer whole when the ranking would remove all of its channels (layers left whole: %s); %s",
+                100 * removed, ratio, _layer_list(whole) or "none", kept,
+            )  # fmt: skip
+        return
+    whole = left_whole(changes, ratio, cfg.round_to)
+    if whole:
+        LOGGER.warning(
+            "%d convolutions in layers %s were kept at full width although ratio %g would shrink them: %s; %s; %s",
+            len(whole), _layer_list(whole), ratio, _examples(whole, most=len(whole)), why_left_whole(model), kept,
+        )  # fmt: skip
+    short = short_of_ratio([c for c in changes if c not in whole], ratio)
+    if short:
+        LOGGER.warning(
+            "%d convolutions in layers %s keep more channels than ratio %g asks, since a pruned layer keeps at least "
+            "--round-to %d channels (or all it has when fewer): %s; %s",
+            len(short), _layer_list(short), ratio, cfg.round_to, _examples(short, ratio), kept,
+        )  # fmt: skip
+
+
 def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
     """Run one pruning job (see :class:`PruneConfig`) and write the pruned checkpoint to ``cfg.out``."""
     torch.manual_seed(cfg.seed)
@@ -70,12 +142,13 @@ def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
         n = taylor_gradients(model, cfg, device)
         LOGGER.info("Taylor importance from %d batches of %s", n, cfg.data)
 
-    def prune(m: Model, ratio: float) -> Model:
+    def prune(m: Model, ratio: float, log_steps: bool = False) -> Model:
         return prune_model(
-            m, ratio, layers, cfg.importance, cfg.global_, cfg.iterative_steps, cfg.round_to, min(cfg.imgsz, 128)
-        )
+            m, ratio, layers, cfg.importance, cfg.global_, cfg.iterative_steps, cfg.round_to, min(cfg.imgsz, 128),
+            log_steps=log_steps,
+        )  # fmt: skip
 
-    ratio = cfg.ratio
+    ratio = None if cfg.ratio is None else usable_ratio(cfg.ratio)
     if ratio is None:
         if cfg.target_params is not None:
             target, what = cfg.target_params, "parameters"
@@ -91,11 +164,18 @@ def prune_checkpoint(cfg: PruneConfig) -> PruneResult:
 
         ratio, reached = search_ratio(model, target, measure, prune)
         LOGGER.info("Target %s <= %.3f of the original: ratio %.4f keeps %.3f", what, target, ratio, reached)
-    prune(model, ratio)
+    widths = {name: conv.out_channels for name, conv in chosen_convs(model, layers).items()}
+    prune(model, ratio, log_steps=cfg.iterative_steps > 1)
     model.zero_grad(set_to_none=True)
     after_layers, after = layer_channels(model), model_cost(model, cfg.imgsz)
+    if after.parameters == before.parameters:
+        raise ValueError(
+            f"nothing was pruned: torch-pruning could not remove any channel of the chosen layers ({cfg.layers}): "
+            + why_left_whole(model)
+        )
     report = format_report(before_layers, after_layers, before, after)
     LOGGER.info("%s", report)
+    warn_shortfalls(model, width_changes(widths, model), cfg, ratio, after.parameters / before.parameters)
 
     model = model.cpu()
     train_args = {

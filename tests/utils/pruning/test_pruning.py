@@ -149,3 +149,28 @@ def test_pruned_checkpoint_reloads_at_its_size_with_identical_outputs(yolov5n_ck
 def test_bad_configs_name_the_problem(kw, message, yolov5n_ckpt, tmp_path):
     with pytest.raises(ValueError, match=message):
         PruneConfig(weights=str(yolov5n_ckpt), out=str(tmp_path / "p.pt"), **kw)
+
+
+def _conv_widths(model: Model) -> dict[str, int]:
+    """Output channels of every convolution outside the Detect head."""
+    detect = f"model.{len(model.model) - 1}."
+    return {
+        n: m.out_channels
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and not n.startswith(detect)
+    }
+
+
+def test_higher_ratios_never_keep_more_and_no_layer_is_skipped(yolov5n):
+    kept = []
+    for ratio in (0.5, 0.8, 0.9, 0.95):
+        model = prune_model(copy.deepcopy(yolov5n), ratio, list(range(24)), "l1", imgsz=64)
+        kept.append(_params(model))
+    assert kept == sorted(kept, reverse=True) and len(set(kept)) == len(kept), kept
+    # at 0.95 every layer (16 to 256 channels) is at the smallest width round_to=8 allows, none left whole
+    assert set(_conv_widths(model).values()) == {8}
+
+
+def test_ratio_above_the_per_layer_maximum_is_refused(yolov5n):
+    with pytest.raises(ValueError, match="ratio 0.99 is above 0.95"):
+        prune_model(copy.deepcopy(yolov5n), 0.99, list(range(24)), imgsz=64)
