@@ -6,7 +6,11 @@ optimizer state) continues with ``--resume``. Every stage prints the command tha
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -155,6 +159,39 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     return stages
 
 
+class StageFailed(ValueError):
+    """A stage's command ended with an error (which it printed); the pipeline stops with one line naming it."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux to send it SIGTERM when the pipeline's process dies (even by kill -9),
+    so that no training goes on, holding its run's lock, after the pipeline is gone."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: run_child's SIGTERM forwarding still applies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def run_child(cmd: list[str]) -> int:
+    """Run one stage command from the repository root and return its exit status. The child stops with the
+    pipeline: SIGTERM to the pipeline is passed on to it (and waited for), and it dies if the pipeline is killed.
+    The child is told how the run continues (``compress.py`` again, not its own ``--resume``)."""
+    env = {**os.environ, "RESUME_HINT": "run the same compress.py command again"}
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, preexec_fn=_die_with_parent)
+
+    def forward(signum, frame):
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the child too (same process group); let it finish its checkpoint
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 #: the models the report compares, in table order
 MODEL_NAMES = ("teacher", "baseline", "distilled", "recovered")
 
@@ -189,9 +226,13 @@ def run_stages(stages: list[Stage], before: dict[str, Callable[[Stage], None]] |
             stage.commands = stage.plan()
         for cmd in stage.commands:
             print("  run by hand: " + shlex.join(["python", *cmd[1:]]), flush=True)
-            result = subprocess.run(cmd, cwd=REPO, check=False)
-            if result.returncode != 0:
-                raise RuntimeError(f"stage {stage.name!r} failed (exit status {result.returncode}): {shlex.join(cmd)}")
+            code = run_child(cmd)
+            if code in (130, -signal.SIGINT):
+                raise KeyboardInterrupt
+            if code != 0:
+                raise StageFailed(
+                    f"stage {stage.name!r} failed (exit status {code}; its error is above): {shlex.join(cmd)}"
+                )
         if stage.action is not None:
             stage.action()
         outcome[stage.name] = "ran"

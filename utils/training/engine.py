@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -248,8 +249,8 @@ class Trainer:
             self._setup()
             return self._train()
         except KeyboardInterrupt:
-            if self.last.exists():
-                LOGGER.warning("Interrupted. Continue with: --resume %s", self.last)
+            if self.last.exists():  # a pipeline that runs this training says how it continues instead
+                LOGGER.warning("Interrupted. Continue: %s", os.environ.get("RESUME_HINT", f"--resume {self.last}"))
             raise
         finally:
             if self.lock is not None:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import REPO_ROOT as REPO
 from tests.conftest import write_tiny_data
 from utils.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
 from utils.pipeline.report import LABELS
@@ -73,3 +80,66 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "run by hand" not in out
     assert out.count("already done") >= 4
+
+
+# ------------------------------------------------------------------------------------------------ faults
+def test_a_run_made_with_other_settings_is_not_continued(tmp_path):
+    from utils.files import save_yaml
+    from utils.pipeline.run import check_same_settings
+
+    saved = tmp_path / "exp" / "pipeline.yaml"
+    saved.parent.mkdir()
+    save_yaml(saved, PipelineConfig(epochs=1, prune_ratio=0.5).to_dict())
+    check_same_settings(PipelineConfig(epochs=1, prune_ratio=0.5, device="cpu", workers=0), saved)  # may change
+    with pytest.raises(ValueError) as e:
+        check_same_settings(PipelineConfig(epochs=2, prune_ratio=0.3), saved)
+    msg = str(e.value)
+    assert "epochs: 1 -> 2" in msg and "prune_ratio: 0.5 -> 0.3" in msg and "--name exp2" in msg
+
+
+def test_a_failed_stage_is_one_error_naming_it():
+    from utils.pipeline.stages import Stage, StageFailed, run_stages
+
+    stage = Stage("teacher", "train", Path("/nonexistent/out"), [[sys.executable, "-c", "raise SystemExit(3)"]])
+    with pytest.raises(StageFailed, match=r"stage 'teacher' failed \(exit status 3"):
+        run_stages([stage])
+    assert issubclass(StageFailed, ValueError)  # programs turn it into one line and exit status 2
+
+
+_PARENT = """
+import sys, time
+from utils.pipeline.stages import run_child
+run_child([sys.executable, "-c", "import os, time; print(os.getpid(), os.environ['RESUME_HINT'], flush=True); "
+           "time.sleep(120)"])
+"""
+
+
+def _child_of(parent: subprocess.Popen) -> tuple[int, str]:
+    line = parent.stdout.readline().split(maxsplit=1)
+    return int(line[0]), line[1].strip()
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return True  # exited, not yet reaped
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_training_child_stops_with_the_pipeline(how):
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        pid, hint = _child_of(parent)
+        assert hint == "run the same compress.py command again"  # the child's "Continue:" line says so
+        parent.send_signal(how)
+        parent.wait(timeout=30)
+        assert _gone(pid), f"the child {pid} kept running after the pipeline got {how.name}"
+    finally:
+        parent.kill()
