@@ -248,3 +248,9 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_folder(tmp_p
     with pytest.raises(ValueError):
         train(_cfg(tmp_path, tiny_data, hyp=str(bad_hyp), name="mine", exist_ok=True))
     assert kept.is_dir()
+
+
+def test_an_upstream_checkpoint_cannot_be_resumed_only_used_as_weights(fixtures_dir):
+    path = fixtures_dir / "upstream-v7.0-yolov5s-bccd.pt"
+    with pytest.raises(CheckpointError, match=r"cannot be resumed, only used as --weights"):
+        train(TrainConfig(resume=str(path)))
