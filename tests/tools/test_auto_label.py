@@ -187,3 +187,37 @@ def test_a_corrupt_video_alone_exits_2(weights, tmp_path, caplog):
         run_main(auto_label_main, argv)
     assert e.value.code == 2
     assert "clip.mp4" in caplog.text and "nothing was labelled" in caplog.text
+
+
+def _exif_rotated_jpeg(path: Path) -> Path:
+    """A JPEG stored 96 wide and 64 high whose EXIF orientation 6 displays it 64 wide and 96 high."""
+    from PIL import Image
+
+    stored = cv2.resize(cv2.imread(str(sorted(SAMPLE.glob("train/*.jpg"))[0])), (96, 64))
+    img = Image.fromarray(stored[:, :, ::-1])
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif)
+    return path
+
+
+def test_exif_rotated_images_keep_one_frame_from_detection_to_yolo_labels(weights, tmp_path):
+    from utils.data.images import read_image
+
+    images = tmp_path / "rot"
+    images.mkdir()
+    image = _exif_rotated_jpeg(images / "r.jpg")
+    assert read_image(str(image)).shape[:2] == (96, 64)  # the trainer reads the displayed frame
+    result = run_auto_label(_cfg(weights, images, tmp_path, max_det=20, save_txt=True))
+    ann = parse_voc_xml(result.save_dir / "Annotations" / "r.xml")
+    assert ann.size == (64, 96) and len(ann.objects) > 3
+    txt = np.loadtxt(result.save_dir / "labels" / "r.txt", ndmin=2)  # normalised to the displayed frame
+    for extra in ([], ["--max-size", "48"]):
+        out = tmp_path / f"ds{len(extra)}"
+        args = ["--images", str(images), "--annotations", str(result.save_dir / "Annotations"), "--out", str(out)]
+        assert voc2yolo.main([*args, "--classes", *NAMES, "--ratios", "1", "0", *extra]) == 0
+        rows = np.loadtxt(out / "labels" / "train" / "r.txt", ndmin=2)
+        assert len(rows) == len(ann.objects)  # no box dropped as outside the image
+        assert np.abs(np.sort(rows, axis=0) - np.sort(txt, axis=0)).max() < 0.02  # the same frame (pixel rounding)
+        h, w = read_image(str(out / "images" / "train" / "r.jpg")).shape[:2]
+        assert h > w  # the copy, downscaled or not, is read in the displayed frame
