@@ -75,7 +75,7 @@ def resized_layers(model: Model) -> set[int]:
 
     try:
         reference = _Model(model.yaml)
-    except Exception:  # the yaml cannot be rebuilt apart from its weights: nothing to compare with
+    except (ValueError, RuntimeError, TypeError, KeyError):  # the yaml cannot be rebuilt on its own: no comparison
         return set()
     return {
         i
