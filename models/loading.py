@@ -152,15 +152,41 @@ def load_model(
     return model.to(device)
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, cfg: str | Path | dict | None = None, half: bool = True):
+def check_yaml_fits_state_dict(weights: LoadedWeights, source: str | Path, cfg: str | Path | dict) -> None:
+    """Refuse a model yaml ``cfg`` whose tensors (names or shapes, at the yaml's own widths) differ from those of the
+    bare state dict ``weights``, naming the first tensor that differs."""
+    reference = Model(weights.yaml).state_dict()
+    state = {k: v for k, v in weights.state_dict.items() if not k.endswith("anchor_grid")}
+    own = {k: v for k, v in reference.items() if not k.endswith("anchor_grid")}
+    where = f"{source} does not match --cfg {cfg}"
+    extra, missing = [k for k in state if k not in own], [k for k in own if k not in state]
+    if extra or missing:
+        raise CheckpointError(
+            f"{where}: {len(extra)} tensors of the weights are not in the yaml (e.g. {extra[:2]}) and {len(missing)} "
+            f"of the yaml are not in the weights (e.g. {missing[:2]}); give the yaml of the model they come from"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(
+                f"{where}: tensor '{k}' is {tuple(v.shape)} in the weights but {tuple(own[k].shape)} in the yaml "
+                "(another model size, or a pruned model?); give the yaml of the model they come from"
+            )
+
+
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, cfg: str | Path | dict | None = None, half: bool = True, pruned: bool = False
+):
     """Rewrite any readable checkpoint (upstream pickle, bare state dict, ours) in our plain-data format.
 
     The result holds the model weights (fp16 when ``half``), its architecture and class names, and no training
-    state. Returns the path written.
+    state. Returns the path written. A bare state dict must have the tensors ``cfg`` describes, shapes included,
+    unless ``pruned``: then its convolution widths are taken from the tensors.
     """
     from utils.checkpoint import make_checkpoint, save_checkpoint, strip_checkpoint
 
     weights = read_weights(src, cfg=cfg)
+    if weights.kind == "state_dict" and not pruned:
+        check_yaml_fits_state_dict(weights, src, cfg)
     model = build_model(weights, source=src)
     ckpt = make_checkpoint(model, model.names, train_args={"converted_from": str(src), "source_format": weights.kind})
     return save_checkpoint(strip_checkpoint(ckpt, half=half), dst)

@@ -29,6 +29,7 @@ class LayerRow:
     module: str
     args: list
     output: list[int]
+    resized: bool = False  # its convolutions are narrower or wider than ``args`` (the yaml's) say: a pruned layer
 
 
 def _shape(out) -> list[int]:
@@ -51,6 +52,7 @@ def layer_rows(model: Model, img_size: int | tuple[int, int] = 640) -> list[Laye
         raise ValueError(f"image size {h}x{w} is not a multiple of the model's largest stride {stride}")
     x = torch.zeros(1, model.yaml.get("ch", 3), h, w)
     shapes = probe_outputs(model, x, range(len(model.model)), _shape)
+    resized = resized_layers(model)
     return [
         LayerRow(
             index=m.i,
@@ -60,9 +62,26 @@ def layer_rows(model: Model, img_size: int | tuple[int, int] = 640) -> list[Laye
             module=getattr(m, "type", type(m).__name__),
             args=list(getattr(m, "args", [])),
             output=shapes.get(i, []),
+            resized=i in resized,
         )
         for i, m in enumerate(model.model)
     ]
+
+
+def resized_layers(model: Model) -> set[int]:
+    """Indices of the layers whose parameter shapes differ from those of a fresh build of ``model.yaml`` (the
+    layers of a pruned model, whose ``args`` still hold the yaml's widths)."""
+    from models.yolo import Model as _Model
+
+    try:
+        reference = _Model(model.yaml)
+    except (ValueError, RuntimeError, TypeError, KeyError):  # the yaml cannot be rebuilt on its own: no comparison
+        return set()
+    return {
+        i
+        for i, (m, r) in enumerate(zip(model.model, reference.model, strict=False))
+        if [p.shape for p in m.state_dict().values()] != [p.shape for p in r.state_dict().values()]
+    }
 
 
 def _short(value, limit: int = 48) -> str:
@@ -75,8 +94,15 @@ def format_rows(rows: list[LayerRow]) -> str:
     header = f"{'':>3} {'from':>18} {'n':>3} {'params':>10}  {'module':<12} {'arguments':<48} output"
     lines = [header]
     for r in rows:
+        args = ("* " if r.resized else "") + str(r.args)
         lines.append(
             f"{r.index:>3} {_short(r.source, 18):>18} {r.number:>3} {r.params:>10}  {r.module:<12} "
-            f"{_short(r.args):<48} {r.output}"
+            f"{_short(args):<48} {r.output}"
+        )
+    resized = [r.index for r in rows if r.resized]
+    if resized:
+        lines.append(
+            f"* {len(resized)} pruned layers: their arguments are the yaml's unpruned widths; the output column "
+            "gives the channels they actually have"
         )
     return "\n".join(lines)

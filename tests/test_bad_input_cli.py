@@ -86,3 +86,16 @@ def test_detect_on_a_video_without_readable_frames_warns(weights, tmp_path, capl
     with pytest.raises(ValueError, match="nothing was processed"):
         run_detect(DetectConfig(weights=str(weights), source=str(path), imgsz=64, project=str(tmp_path / "o")))
     assert "empty.avi" in caplog.text
+
+
+def test_detect_skips_truncated_and_tiny_images_with_a_warning(weights, tmp_path, caplog):
+    good = sorted(SAMPLE.glob("*.jpg"))[0]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / good.name).write_bytes(good.read_bytes())
+    (folder / "cut.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cv2.imwrite(str(folder / "tiny.png"), np.full((5, 5, 3), 128, np.uint8))
+    caplog.set_level(logging.WARNING)
+    result = run_detect(DetectConfig(weights=str(weights), source=str(folder), imgsz=64, project=str(tmp_path / "o")))
+    assert result.images == 1 and list(result.per_image) == [good.stem]
+    assert "cut.jpg: truncated JPEG" in caplog.text and "tiny.png: image is 5x5 pixels" in caplog.text

@@ -23,6 +23,11 @@ class ConvertConfig:
     out: Path = flag(required=True, help="where to write the converted checkpoint")
     cfg: Path | None = flag(None, help="model yaml, needed only for a bare state dict")
     fp32: bool = flag(False, help="keep fp32 weights (default: fp16, as upstream stores them)")
+    pruned: bool = flag(
+        False,
+        help="the bare state dict is a pruned model of --cfg: take its widths from the tensors (default: the "
+        "tensors must have the yaml's shapes)",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> ConvertConfig:
@@ -34,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> ConvertConfig:
 def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = parse_args(argv)
-    out = convert_checkpoint(cfg.weights, cfg.out, cfg=cfg.cfg, half=not cfg.fp32)
+    out = convert_checkpoint(cfg.weights, cfg.out, cfg=cfg.cfg, half=not cfg.fp32, pruned=cfg.pruned)
     logging.getLogger(__name__).info("Wrote %s", out)
     return out
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 from utils.cli import add_flags, check_flags, config_from_namespace, flag, run_main
 
+MAX_IMGSZ = 4096  # px; the table is measured by a dry run at this size, so memory grows with its square
+
 
 @dataclass
 class InfoConfig:
     cfg: str | None = flag(None, help="model yaml (path or name in models/)")
     weights: Path | None = flag(None, help="checkpoint")
     nc: int | None = flag(None, low=1, help="class count overriding the yaml's (--cfg only)")
-    imgsz: list[int] = flag(factory=lambda: [640], low=1, help="image size: one (square) or H W")
+    imgsz: list[int] = flag(factory=lambda: [640], low=1, high=MAX_IMGSZ, help="image size: one (square) or H W")
     verbose: bool = flag(False, help="also list every parameter tensor")
 
     def __post_init__(self) -> None:

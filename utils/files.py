@@ -62,6 +62,9 @@ def load_yaml(path: str | Path, kind: str = "yaml file") -> dict:
     path = find_file(path, kind)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        bad = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
+        raise ValueError(f"{path}: not a {kind}: it is not UTF-8 text ({bad}); a binary file?") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid yaml: {e}") from e
     if not isinstance(data, dict):

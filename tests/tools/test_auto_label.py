@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
@@ -139,3 +140,84 @@ def test_round_trip_auto_label_voc2yolo_train(weights, tmp_path):
     train_args += ["--batch-size", "4", "--workers", "0", "--project", str(tmp_path / "runs"), "--noplots"]
     run = train_main(train_args)
     assert (run.save_dir / "weights" / "last.pt").is_file() and run.epochs_completed == 1
+
+
+def test_images_with_the_same_stem_keep_their_own_xml_and_the_summary_counts_what_was_written(weights, tmp_path):
+    sample = sorted(SAMPLE.glob("train/*.jpg"))[:3]
+    for folder, src in zip(("d1", "d2"), sample, strict=False):
+        (tmp_path / folder).mkdir()
+        shutil.copy(src, tmp_path / folder / "x.jpg")
+    cv2.imwrite(str(tmp_path / "x.png"), cv2.imread(str(sample[2])))
+    listing = tmp_path / "list.txt"
+    listing.write_text("d1/x.jpg\nd2/x.jpg\nx.png\n")
+    result = run_auto_label(_cfg(weights, listing, tmp_path, save_txt=True))
+    ann_dir = result.save_dir / "Annotations"
+    xmls = sorted(ann_dir.rglob("*.xml"))
+    assert [x.relative_to(ann_dir).as_posix() for x in xmls] == ["d1/x.xml", "d2/x.xml", "x.xml"]
+    assert result.xml_written == len(xmls) == 3
+    objects = [parse_voc_xml(x).objects for x in xmls]
+    assert sum(result.per_class.values()) == sum(len(o) for o in objects)
+    pointed = [ET.parse(x).getroot().findtext("path") for x in xmls]
+    assert pointed == [str((tmp_path / f).resolve()) for f in ("d1/x.jpg", "d2/x.jpg", "x.png")]
+    assert len(list((result.save_dir / "labels").rglob("*.txt"))) == 3
+
+
+def test_truncated_and_tiny_images_are_skipped_as_detect_skips_them(weights, tmp_path, caplog):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    good = sorted(SAMPLE.glob("train/*.jpg"))[0]
+    shutil.copy(good, folder)
+    data = good.read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(folder / "tiny.png"), np.full((5, 5, 3), 128, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        result = run_auto_label(_cfg(weights, folder, tmp_path, save_empty=True))
+    assert result.images == 1 and result.xml_written == 1
+    assert [x.stem for x in (result.save_dir / "Annotations").glob("*.xml")] == [good.stem]
+    assert "cut.jpg" in caplog.text and "truncated JPEG" in caplog.text
+    assert "tiny.png" in caplog.text and "5x5" in caplog.text
+
+
+def test_a_corrupt_video_alone_exits_2(weights, tmp_path, caplog):
+    (tmp_path / "clip.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    argv = ["--weights", str(weights), "--source", str(tmp_path / "clip.mp4"), "--imgsz", "64",
+            "--project", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(SystemExit) as e:
+        run_main(auto_label_main, argv)
+    assert e.value.code == 2
+    assert "clip.mp4" in caplog.text and "nothing was labelled" in caplog.text
+
+
+def _exif_rotated_jpeg(path: Path) -> Path:
+    """A JPEG stored 96 wide and 64 high whose EXIF orientation 6 displays it 64 wide and 96 high."""
+    from PIL import Image
+
+    stored = cv2.resize(cv2.imread(str(sorted(SAMPLE.glob("train/*.jpg"))[0])), (96, 64))
+    img = Image.fromarray(stored[:, :, ::-1])
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif)
+    return path
+
+
+def test_exif_rotated_images_keep_one_frame_from_detection_to_yolo_labels(weights, tmp_path):
+    from utils.data.images import read_image
+
+    images = tmp_path / "rot"
+    images.mkdir()
+    image = _exif_rotated_jpeg(images / "r.jpg")
+    assert read_image(str(image)).shape[:2] == (96, 64)  # the trainer reads the displayed frame
+    result = run_auto_label(_cfg(weights, images, tmp_path, max_det=20, save_txt=True))
+    ann = parse_voc_xml(result.save_dir / "Annotations" / "r.xml")
+    assert ann.size == (64, 96) and len(ann.objects) > 3
+    txt = np.loadtxt(result.save_dir / "labels" / "r.txt", ndmin=2)  # normalised to the displayed frame
+    for extra in ([], ["--max-size", "48"]):
+        out = tmp_path / f"ds{len(extra)}"
+        args = ["--images", str(images), "--annotations", str(result.save_dir / "Annotations"), "--out", str(out)]
+        assert voc2yolo.main([*args, "--classes", *NAMES, "--ratios", "1", "0", *extra]) == 0
+        rows = np.loadtxt(out / "labels" / "train" / "r.txt", ndmin=2)
+        assert len(rows) == len(ann.objects)  # no box dropped as outside the image
+        assert np.abs(np.sort(rows, axis=0) - np.sort(txt, axis=0)).max() < 0.02  # the same frame (pixel rounding)
+        h, w = read_image(str(out / "images" / "train" / "r.jpg")).shape[:2]
+        assert h > w  # the copy, downscaled or not, is read in the displayed frame

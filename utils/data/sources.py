@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from utils.data.augment import letterbox
-from utils.data.images import IMG_FORMATS, VID_FORMATS, Source, expand_source, read_image
+from utils.data.images import IMG_FORMATS, VID_FORMATS, Source, expand_source, read_image, verify_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ class LoadImages:
     - ``cap``: the ``cv2.VideoCapture`` for video frames, ``None`` for images.
     - ``description``: ``'image 3/10 path'`` or ``'video 1/1 (frame 5/120) path'``.
 
-    Images come first, then videos, each in sorted order. Unreadable images and videos that cannot be opened are
-    skipped with a warning.
+    Images come first, then videos, each in sorted order. Images the trainer would skip (unreadable, truncated,
+    smaller than ``MIN_IMAGE_SIDE`` pixels: :func:`utils.data.images.verify_image`) and videos that cannot be opened
+    are skipped with a warning naming the file and the reason.
     """
 
     def __init__(self, source: Source, img_size: int = 640, stride: int = 32, auto: bool = True, vid_stride: int = 1):
@@ -94,8 +95,21 @@ class LoadImages:
                 yield from self._frames(path, video_no)
                 continue
             image_no += 1
-            img0 = read_image(path)
+            img0 = _checked_image(path)
             if img0 is None:
-                LOGGER.warning("cannot read image %s; skipped", path)
                 continue
             yield path, self._prepare(img0), img0, None, f"image {image_no}/{self.n_images} {path}"
+
+
+def _checked_image(path: str) -> np.ndarray | None:
+    """The image as :func:`read_image` reads it, or None (warned, naming the file and the reason) when the trainer
+    would skip it: truncated, undecodable or too small."""
+    try:
+        verify_image(path)
+    except ValueError as e:
+        LOGGER.warning("cannot use image %s: %s; skipped", path, e)
+        return None
+    img0 = read_image(path)
+    if img0 is None:
+        LOGGER.warning("cannot read image %s; skipped", path)
+    return img0

@@ -127,6 +127,16 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[l
     labels = _run_labels([d / "results.csv" for d in dirs])
     rows = [summarise_run(d, label) for d, label in zip(dirs, labels, strict=True)]
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder; give a folder for the figure and the tables")
+    try:
+        return rows, _write_outputs(dirs, rows, out_dir)
+    except OSError as e:
+        where = e.filename or out_dir
+        raise ValueError(f"--out {out_dir}: cannot write {where}: {e.strerror or e}") from None
+
+
+def _write_outputs(dirs: list[Path], rows: list[RunSummary], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"figure": plot_results_compare([d / "results.csv" for d in dirs], out_dir / "results_compare.png")}
     files["markdown"] = out_dir / "comparison.md"
@@ -136,4 +146,4 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[l
         writer = csv.writer(f)
         writer.writerow([fl.name for fl in fields(RunSummary)])
         writer.writerows([[("" if v is None else v) for v in asdict(r).values()] for r in rows])
-    return rows, files
+    return files

@@ -10,6 +10,8 @@ Figures use Matplotlib's object API on an Agg canvas, so they work headless and 
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -38,11 +40,13 @@ def load_results(csv_path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     Returns:
         ``x``: ``[n]`` float array, the ``epoch`` column when there is one (matched after stripping spaces,
         case-insensitive), else ``0..n-1``. ``data``: a DataFrame with the ``n`` rows and every other column
-        (names stripped of spaces), converted to floats; cells that are not numbers become NaN.
+        (names stripped of spaces), as floats; empty cells are NaN. A malformed row (another number of cells than
+        the header, a cell that is not a number, an epoch that is not a finite number: e.g. a row cut short by a
+        killed run, or text appended to the file) is skipped with a warning naming the file and line.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is empty or has no column besides ``epoch``.
+        ValueError: the file is not UTF-8 text, is empty or has no column besides ``epoch``.
     """
     path = Path(csv_path)
     if path.is_dir():
@@ -50,22 +54,52 @@ def load_results(csv_path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     if not path.is_file():
         raise FileNotFoundError(f"results file {path} does not exist")
     try:
-        df = pd.read_csv(path, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
         raise ValueError(
-            f"results file {path} is empty; expected a header row such as 'epoch, train/box_loss'"
+            f"results file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "expected the results.csv that training writes"
         ) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    df = df.apply(pd.to_numeric, errors="coerce").astype(float)
-    epoch_cols = [c for c in df.columns if c.lower() == "epoch"]
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
+    header = next((row for row in reader if row), None)
+    if header is None:
+        raise ValueError(f"results file {path} is empty; expected a header row such as 'epoch, train/box_loss'")
+    columns = [c.strip() for c in header]
+    epoch_cols = [i for i, c in enumerate(columns) if c.lower() == "epoch"]
+    rows = []
+    for row in reader:
+        if not row:
+            continue
+        values, problem = _parse_row(row, len(columns), epoch_cols[0] if epoch_cols else None)
+        if problem:
+            LOGGER.warning("%s:%d: malformed row (%s); skipped", path, reader.line_num, problem)
+            continue
+        rows.append(values)
+    df = pd.DataFrame(np.array(rows, dtype=float).reshape(len(rows), len(columns)), columns=columns)
     if epoch_cols:
-        x = df[epoch_cols[0]].to_numpy(dtype=float)
-        df = df.drop(columns=epoch_cols)
+        x = df.iloc[:, epoch_cols[0]].to_numpy(dtype=float)
+        df = df.drop(columns=columns[epoch_cols[0]])
     else:
         x = np.arange(len(df), dtype=float)
     if df.shape[1] == 0:
         raise ValueError(f"results file {path} has no column to plot besides 'epoch'")
     return x, df
+
+
+def _parse_row(row: list[str], n_columns: int, epoch_col: int | None) -> tuple[list[float], str]:
+    """The row's numbers (NaN for empty cells) and ``''``, or ``([], reason)`` when the row is malformed."""
+    if len(row) != n_columns:
+        return [], f"{len(row)} cells, the header has {n_columns}"
+    values = []
+    for i, cell in enumerate(row):
+        cell = cell.strip()
+        try:
+            values.append(float(cell) if cell else math.nan)
+        except ValueError:
+            return [], f"cell {i + 1} is {cell[:40]!r}, not a number"
+    if epoch_col is not None and not math.isfinite(values[epoch_col]):
+        return [], f"epoch is {row[epoch_col].strip()[:40]!r}, not a finite number"
+    return values, ""
 
 
 def _smooth(y: np.ndarray) -> np.ndarray:

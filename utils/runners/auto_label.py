@@ -3,6 +3,10 @@
 Sources as ``detect.py``: an image, a folder, a glob, a ``.txt`` list of paths or a video (its frames are saved as
 JPEG images so that every XML points at an image). Output under ``project/name``:
 
+Outputs are named as ``detect.py`` names them (:func:`utils.runners.detect.output_names`): by the file's stem, or,
+for files sharing a stem, by their path below the folder common to them (``Annotations/d1/x.xml``,
+``Annotations/d2/x.xml``) with the suffix added where still ambiguous (``x_jpg.xml``, ``x_png.xml``).
+
 - ``Annotations/<stem>.xml``: VOC annotation (boxes in integer 1-based pixels clipped to the image, see
   :mod:`utils.voc.write`); none for an image without detections unless ``save_empty``.
 - ``labels/<stem>.txt`` with ``save_txt``: YOLO rows ``class cx cy w h`` normalised to the image.
@@ -25,9 +29,10 @@ from utils.cli import flag, reflag
 from utils.data.labels import write_label_file
 from utils.files import increment_path
 from utils.plots.annotate import Annotator
+from utils.runners.detect import output_names
 from utils.runners.predict import InferenceConfig, Predictor
 from utils.training.results import summary_table
-from utils.voc.write import VocBox, write_voc_xml
+from utils.voc.write import VocBox, voc_pixel_box, write_voc_xml
 
 LOGGER = logging.getLogger(__name__)
 
@@ -83,25 +88,31 @@ def run_auto_label(cfg: AutoLabelConfig) -> AutoLabelResult:
     names = predictor.names
     predictor.classes = resolve_classes(cfg.classes, names)
     dataset = predictor.images()
+    out_names = output_names(dataset.files)
     save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
     result = AutoLabelResult(save_dir)
     for path, img, img0, cap, _ in dataset:
         det = predictor(img, img0)
-        image_path = Path(path)
+        image_path, name = Path(path), out_names[path]
         if cap is not None:  # a video frame becomes an image the XML can point at
-            frame = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
-            image_path = save_dir / "images" / f"{image_path.stem}_{frame}.jpg"
-            image_path.parent.mkdir(exist_ok=True)
+            name = f"{name}_{int(cap.get(cv2.CAP_PROP_POS_FRAMES))}"
+            image_path = save_dir / "images" / f"{name}.jpg"
+            image_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(image_path), img0)
         result.images += 1
-        _write_labels(cfg, result, image_path, img0, det, names)
+        _write_labels(cfg, result, image_path, name, img0, det, names)
+    if result.images == 0:
+        raise ValueError(
+            f"--source {cfg.source}: nothing was labelled: none of its {len(dataset)} files could be read "
+            "(see the warnings above)"
+        )
     LOGGER.info("Auto-labelled %d images into %s\n%s", result.images, save_dir, result.summary())
     return result
 
 
-def _write_labels(cfg: AutoLabelConfig, result: AutoLabelResult, image_path: Path, img0, det, names) -> None:
-    """XML (and optionally YOLO txt and a preview) for one image; ``det`` ``[n, 6]`` xyxy original pixels."""
-    stem = image_path.stem
+def _write_labels(cfg: AutoLabelConfig, result: AutoLabelResult, image_path: Path, name: str, img0, det, names) -> None:
+    """XML (and optionally YOLO txt and a preview) for one image, each at ``<folder>/<name>.<ext>``; ``det``
+    ``[n, 6]`` xyxy original pixels."""
     if not len(det):
         result.empty += 1
         if not cfg.save_empty:
@@ -112,15 +123,19 @@ def _write_labels(cfg: AutoLabelConfig, result: AutoLabelResult, image_path: Pat
         VocBox(names[int(c)], (x1, y1, x2, y2), truncated=x1 <= 0 or y1 <= 0 or x2 >= w or y2 >= h)
         for x1, y1, x2, y2, _, c in det.tolist()
     ]
-    written = write_voc_xml(result.save_dir / "Annotations" / f"{stem}.xml", image_path, shape, objects)
+    kept = [o for o in objects if voc_pixel_box(o.box, w, h) is not None]
+    write_voc_xml(result.save_dir / "Annotations" / f"{name}.xml", image_path, shape, kept)
     result.xml_written += 1
-    if written < len(objects):
-        LOGGER.info("%s: %d boxes with no area after rounding to pixels left out", image_path, len(objects) - written)
-    result.per_class.update(o.name for o in objects)
+    if len(kept) < len(objects):
+        LOGGER.info("%s: %d boxes with no area after rounding to pixels left out", image_path, len(objects) - len(kept))
+    result.per_class.update(o.name for o in kept)
     if cfg.save_txt:
-        (result.save_dir / "labels").mkdir(exist_ok=True)
-        write_label_file(result.save_dir / "labels" / f"{stem}.txt", det, img0.shape[:2])
+        _save(result.save_dir / "labels" / f"{name}.txt", lambda f: write_label_file(f, det, img0.shape[:2]))
     if cfg.previews:
-        (result.save_dir / "previews").mkdir(exist_ok=True)
         annotated = Annotator(img0, names=names).draw_detections(det).result()
-        cv2.imwrite(str(result.save_dir / "previews" / f"{stem}.jpg"), annotated)
+        _save(result.save_dir / "previews" / f"{name}.jpg", lambda f: cv2.imwrite(str(f), annotated))
+
+
+def _save(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)

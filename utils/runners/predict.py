@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +18,8 @@ from utils.data import LoadImages
 from utils.export.backend import load_backend
 from utils.nms import non_max_suppression
 from utils.torch_utils import select_device
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,10 +86,16 @@ class Predictor:
             self.model.half()
         self.names: list[str] = list(self.model.names)
         self.stride = max(int(self.model.stride.max()), 32)
+        self.fixed_size = fixed_input_size(self.model)
+        self.imgsz = inference_size(cfg.imgsz, self.stride, self.fixed_size, cfg.weights)
 
     def images(self) -> LoadImages:
-        """The configured source, letterboxed to ``imgsz`` at the model's stride."""
-        return LoadImages(self.cfg.source, img_size=self.cfg.imgsz, stride=self.stride, vid_stride=self.cfg.vid_stride)
+        """The configured source, letterboxed to :attr:`imgsz` at the model's stride (padded to the square
+        ``imgsz`` for a model exported at a fixed size)."""
+        return LoadImages(
+            self.cfg.source, img_size=self.imgsz, stride=self.stride, auto=self.fixed_size is None,
+            vid_stride=self.cfg.vid_stride,
+        )  # fmt: skip
 
     @torch.no_grad()
     def __call__(self, img: np.ndarray, img0: np.ndarray) -> torch.Tensor:
@@ -97,3 +108,32 @@ class Predictor:
         )[0].cpu()
         det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], img0.shape[:2])
         return det
+
+
+def fixed_input_size(model: torch.nn.Module) -> tuple[int, int] | None:
+    """``(height, width)`` of an ONNX model whose input has a fixed spatial size; None when it is free (as
+    ``export.py`` writes them) or the model is not an ONNX file."""
+    session = getattr(getattr(model, "_runner", None), "session", None)
+    if session is None:
+        return None
+    shape = session.get_inputs()[0].shape
+    h, w = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def inference_size(imgsz: int, stride: int, fixed: tuple[int, int] | None, weights: str | Path) -> int:
+    """The network input size for ``--imgsz``: rounded up to a multiple of the model's ``stride`` (with a warning,
+    as train.py does); for a model exported at a ``fixed`` size, that size, or ``ValueError`` naming both."""
+    if fixed is not None:
+        h, w = fixed
+        if h != w or imgsz != h:
+            raise ValueError(
+                f"--imgsz {imgsz}: {weights} was exported for a fixed input of {h}x{w} pixels; use --imgsz {h} "
+                "(square inputs only), or export the model again"
+            )
+        return imgsz
+    if imgsz % stride:
+        rounded = math.ceil(imgsz / stride) * stride
+        LOGGER.warning("--imgsz %d is not a multiple of the model's stride %d; using %d", imgsz, stride, rounded)
+        return rounded
+    return imgsz

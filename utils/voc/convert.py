@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.cli import check_flags, flag
+from utils.data.images import exif_size
 from utils.voc.parse import VocAnnotation, VocFormatError, parse_voc_xml, voc_box_to_yolo
 
 LOGGER = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # preference order for equal stems
 SPLIT_MODES = ("auto", "imagesets", "ratios")
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -217,10 +217,11 @@ class _ImageWriter:
         if cfg.max_size is not None:
             with Image.open(src) as im:
                 if max(im.size) > cfg.max_size:
-                    scale = cfg.max_size / max(im.size)
-                    new_size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                    shown = ImageOps.exif_transpose(im)  # the labels refer to the displayed image; the copy has no EXIF
+                    scale = cfg.max_size / max(shown.size)
+                    new_size = (max(1, round(shown.width * scale)), max(1, round(shown.height * scale)))
                     dst = dst_dir / f"{src.stem}.jpg"
-                    small = im.convert("RGB").resize(new_size, Image.Resampling.LANCZOS)
+                    small = shown.convert("RGB").resize(new_size, Image.Resampling.LANCZOS)
                     small.save(dst, format="JPEG", quality=cfg.jpeg_quality)
                     return dst
         dst = dst_dir / src.name
@@ -299,20 +300,18 @@ def convert_voc(cfg: VocConfig) -> VocResult:
 def _label_rows(
     image: Path, ann: VocAnnotation | None, class_id: dict[str, int], cfg: VocConfig, res: VocResult
 ) -> list[str] | None:
-    """YOLO rows for one image, or None when the image cannot be read (warned, skipped)."""
+    """YOLO rows for one image, or None when the image cannot be read (warned, skipped).
+
+    Boxes and ``<size>`` refer to the displayed image (EXIF orientation applied), as ``tools/auto_label.py`` writes
+    them and as the trainer reads images, so rows are normalised by the displayed width and height."""
     try:
         with Image.open(image) as im:
-            (width, height), orientation = im.size, im.getexif().get(_EXIF_ORIENTATION, 1)
+            width, height = exif_size(im)
     except (OSError, UnidentifiedImageError) as e:
         res.warn(f"{image}: cannot read the image ({e}); skipped")
         if ann is not None:
             res.skipped_files.append(ann.path)
         return None
-    if orientation in (5, 6, 7, 8) and not (cfg.max_size and max(width, height) > cfg.max_size):
-        res.warn(
-            f"{image}: EXIF orientation {orientation} (rotated); boxes are kept in stored pixel orientation, "
-            "which readers that apply EXIF rotation will not match"
-        )
     if ann is None:
         return []
     if ann.size is not None and ann.size != (width, height):
