@@ -139,7 +139,7 @@ def split_images(data: str | Path, split: str, limit: int | None = None) -> list
     try:
         images = list_images([str(s) for s in cfg.split(split)])
     except (FileNotFoundError, OSError) as e:
-        raise ValueError(f"--data {data}: cannot read its {split} split ({e})") from e
+        raise ValueError(f"--data {data}: no image in its {split} split ({e})") from e
     if not images:
         raise ValueError(f"--data {data}: its {split} split has no image")
     if limit is not None and len(images) > limit:
