@@ -10,7 +10,8 @@ split (utils.runners.val, conf 0.001, IoU 0.6). Latency: one letterboxed val ima
 for PyTorch and onnxruntime (``--threads``), the three measured in alternation (``--rounds`` rounds, the order
 rotated each round, ``--runs`` timed calls each after a warm-up), reported as the median of all calls. Timings only
 mean something on an otherwise idle machine. Results go to benchmarks/results/int8_bccd/<weights>_<imgsz>.json and a
-Markdown table in docs/benchmarks.md between the int8_bccd markers; ``--calibration`` writes its comparison to
+Markdown table in docs/benchmarks.md between the int8_bccd markers (and README.md's Quantization section between
+the int8_readme markers); ``--calibration`` writes its comparison to
 ..._calibration.json and between the int8_calibration markers.
 """
 
@@ -38,6 +39,7 @@ RESULTS = REPO / "benchmarks" / "results" / "int8_bccd"
 RUNS = REPO / "benchmarks" / "runs" / "int8_bccd"
 MARK_BEGIN, MARK_END = "<!-- int8_bccd:begin -->", "<!-- int8_bccd:end -->"
 CAL_BEGIN, CAL_END = "<!-- int8_calibration:begin -->", "<!-- int8_calibration:end -->"
+README_BEGIN, README_END = "<!-- int8_readme:begin -->", "<!-- int8_readme:end -->"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -53,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", action="store_true", help="compare calibration methods and per-channel instead")
     p.add_argument("--workers", type=int, default=2, help="val dataloader workers")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--readme",
+        default=str(REPO / "README.md"),
+        help="also put the table in its Quantization section (between the int8_readme markers); '' for no",
+    )
     return p.parse_args(argv)
 
 
@@ -173,10 +180,10 @@ def calibration(a: argparse.Namespace, data: Path, imgsz: int) -> dict:
     }
 
 
-def report(results: list[dict]) -> str:
-    """The Markdown table of :func:`measure`'s results, between the int8_bccd markers."""
+def report(results: list[dict], begin: str = MARK_BEGIN, end: str = MARK_END) -> str:
+    """The Markdown table of :func:`measure`'s results, between the markers ``begin`` and ``end``."""
     lines = [
-        MARK_BEGIN,
+        begin,
         "| model | size | format | file MB | mAP50-95 | mAP50 | latency ms (batch 1) | vs float ONNX |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -205,7 +212,7 @@ def report(results: list[dict]) -> str:
         f"with {', '.join(r['cpu_features']) or 'no VNNI/AMX'}. Detections after NMS (conf 0.25): {agree}.",
         "",
         f"Command: `{r['command']}` (commit {r['environment']['commit']}).",
-        MARK_END,
+        end,
     ]
     return "\n".join(lines)
 
@@ -246,6 +253,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(r)
     if not a.calibration:
         write_doc_section(a.doc, report(results), MARK_BEGIN, MARK_END, "INT8 on the CPU (BCCD)")
+        if a.readme:
+            write_doc_section(Path(a.readme), report(results, README_BEGIN, README_END), README_BEGIN, README_END)
     return results
 
 

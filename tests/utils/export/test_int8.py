@@ -78,7 +78,8 @@ def test_whole_graph_quantization_would_be_caught(int8_export, tmp_path):
     assert float_decode_violations(onnx.load(str(out)))
 
 
-def test_int8_file_runs_like_any_onnx_in_val_and_speed(int8_export, tmp_path):
+def test_int8_file_runs_like_any_onnx_in_val_speed_and_detect(int8_export, tmp_path):
+    from utils.runners.detect import DetectConfig, run_detect
     from utils.runners.val import ValConfig, run_val
 
     data, result = int8_export
@@ -90,6 +91,10 @@ def test_int8_file_runs_like_any_onnx_in_val_and_speed(int8_export, tmp_path):
     val, _ = run_val(ValConfig(weights=str(result.files["int8"]), name="val", **common))
     speed, _ = run_val(ValConfig(weights=str(result.files["int8"]), name="speed", task="speed", **common))
     assert val.images == 4 and speed.speed_ms["inference"] > 0
+    source = SAMPLE / "images" / "val"
+    detect = run_detect(DetectConfig(weights=str(result.files["int8"]), source=str(source), imgsz=64, conf_thres=1e-4,
+                                     project=str(tmp_path), nosave=True, device="cpu"))  # fmt: skip
+    assert len(detect.per_image) == 12
 
 
 @pytest.mark.shared
