@@ -24,6 +24,7 @@ from utils.export.quantize import (
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
+WEAK_AGREEMENT = 0.9  # below this share of matched detections the INT8 file is flagged
 
 
 @dataclass
@@ -163,5 +164,9 @@ def _export_int8(cfg: ExportConfig, result: ExportResult) -> None:
         except ValueError as e:
             LOGGER.warning("INT8 detections not compared with float: %s", e)
             return
-        result.agreement = detection_agreement(float_path, path, held_out)
-        LOGGER.info("%s", result.agreement.summary())
+        result.agreement = a = detection_agreement(float_path, path, held_out)
+        if min(a.float_matched, a.int8_matched) < WEAK_AGREEMENT:
+            LOGGER.warning("%s: INT8 changes the detections; check its mAP with val.py, or try more --calib-images "
+                           "or another --calib-method", a.summary())  # fmt: skip
+        else:
+            LOGGER.info("%s", a.summary())
