@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=20, help="timed calls per model per round")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls per model per round")
     p.add_argument("--calibration", action="store_true", help="compare calibration methods and per-channel instead")
+    p.add_argument("--methods", nargs="+", default=list(CALIBRATION_METHODS), choices=CALIBRATION_METHODS,
+                   help="--calibration: the methods to compare")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="val dataloader workers")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument(
@@ -158,7 +160,7 @@ def calibration(a: argparse.Namespace, data: Path, imgsz: int) -> dict:
     f = result.files["onnx"]
     calib, held_out = split_images(data, "train", a.calib_images), split_images(data, "val")
     rows = {"float": {**_map(f, data, imgsz, a.workers), "quantize_s": 0.0}}
-    for method in CALIBRATION_METHODS:
+    for method in a.methods:
         for per_channel in (True, False):
             name = f"{method}{'' if per_channel else '-pertensor'}"
             t0 = time.perf_counter()
@@ -209,7 +211,8 @@ def report(results: list[dict], begin: str = MARK_BEGIN, end: str = MARK_END) ->
         f"{r['settings']['method']} calibration on {r['calib_images']} train images, per-channel "
         f"{'on' if r['settings']['per_channel'] else 'off'}, decode in float. Latency: median of {lat['rounds']} "
         f"alternating rounds x {lat['runs']} calls, {lat['threads']} thread(s), CPU {r['environment']['cpu']} "
-        f"with {', '.join(r['cpu_features']) or 'no VNNI/AMX'}. Detections after NMS (conf 0.25): {agree}.",
+        f"with {', '.join(r['cpu_features']) or 'no VNNI/AMX'}. Detections after NMS (conf 0.25): {agree}. "
+        "The PyTorch file is the checkpoint as given (upstream's store fp16 weights); it runs in fp32.",
         "",
         f"Command: `{r['command']}` (commit {r['environment']['commit']}).",
         end,
@@ -230,7 +233,14 @@ def calibration_report(r: dict) -> str:
         label = "float ONNX (reference)" if name == "float" else name
         lines.append(f"| {label} | {row['mAP50-95']:.3f} | {row['mAP50']:.3f} | {found[0]} | {found[1]} | "
                      f"{row['quantize_s']:.0f} |")  # fmt: skip
-    lines += ["", f"Command: `{r['command']}` (commit {r['environment']['commit']}).", CAL_END]
+    lines += [
+        "",
+        "Found: the share of float detections (after NMS, conf 0.25) matched by an INT8 one of the same class with "
+        "IoU >= 0.5, and the reverse. Quantize s: wall time of calibration and quantization on the machine it ran on.",
+        "",
+        f"Command: `{r['command']}` (commit {r['environment']['commit']}).",
+        CAL_END,
+    ]
     return "\n".join(lines)
 
 
