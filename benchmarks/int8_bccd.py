@@ -12,12 +12,13 @@ rotated each round, ``--runs`` timed calls each after a warm-up), reported as th
 mean something on an otherwise idle machine. Results go to benchmarks/results/int8_bccd/<weights>_<imgsz>.json and a
 Markdown table in docs/benchmarks.md between the int8_bccd markers (and README.md's Quantization section between
 the int8_readme markers); ``--calibration`` writes its comparison to
-..._calibration.json and between the int8_calibration markers.
+..._calibration.json and between the int8_calibration markers (one table per size measured so far).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", action="store_true", help="compare calibration methods and per-channel instead")
     p.add_argument("--methods", nargs="+", default=list(CALIBRATION_METHODS), choices=CALIBRATION_METHODS,
                    help="--calibration: the methods to compare")  # fmt: skip
+    p.add_argument("--report-only", action="store_true", help="with --calibration: rebuild its table from the JSON")
     p.add_argument("--workers", type=int, default=2, help="val dataloader workers")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument(
@@ -220,33 +222,47 @@ def report(results: list[dict], begin: str = MARK_BEGIN, end: str = MARK_END) ->
     return "\n".join(lines)
 
 
-def calibration_report(r: dict) -> str:
-    lines = [
-        CAL_BEGIN,
-        f"`{Path(r['weights']).name}` at {r['imgsz']} px, {r['calib_images']} calibration images, BCCD val split.",
-        "",
-        "| INT8 calibration | mAP50-95 | mAP50 | float detections found | INT8 detections found | quantize s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, row in r["rows"].items():
-        found = ("", "") if name == "float" else (f"{row['float_matched']:.1%}", f"{row['int8_matched']:.1%}")
-        label = "float ONNX (reference)" if name == "float" else name
-        lines.append(f"| {label} | {row['mAP50-95']:.3f} | {row['mAP50']:.3f} | {found[0]} | {found[1]} | "
-                     f"{row['quantize_s']:.0f} |")  # fmt: skip
+def calibration_report(results: list[dict]) -> str:
+    """One table per image size of :func:`calibration`'s results, between the int8_calibration markers."""
+    lines = [CAL_BEGIN]
+    for r in results:
+        lines += [
+            f"`{Path(r['weights']).name}` at {r['imgsz']} px, {r['calib_images']} calibration images, BCCD val split "
+            f"(commit {r['environment']['commit']}).",
+            "",
+            "| INT8 calibration | mAP50-95 | mAP50 | float detections found | INT8 detections found | quantize s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in r["rows"].items():
+            found = ("", "") if name == "float" else (f"{row['float_matched']:.1%}", f"{row['int8_matched']:.1%}")
+            label = "float ONNX (reference)" if name == "float" else name
+            lines.append(f"| {label} | {row['mAP50-95']:.3f} | {row['mAP50']:.3f} | {found[0]} | {found[1]} | "
+                         f"{row['quantize_s']:.0f} |")  # fmt: skip
+        lines.append("")
     lines += [
-        "",
         "Found: the share of float detections (after NMS, conf 0.25) matched by an INT8 one of the same class with "
-        "IoU >= 0.5, and the reverse. Quantize s: wall time of calibration and quantization on the machine it ran on.",
+        "IoU >= 0.5, and the reverse. Quantize s: wall time of calibration and quantization on the machine it ran on. "
+        "`-pertensor`: one scale per weight tensor instead of per output channel.",
         "",
-        f"Command: `{r['command']}` (commit {r['environment']['commit']}).",
+        "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in results)) + ".",
         CAL_END,
     ]
     return "\n".join(lines)
 
 
+def saved_calibrations(weights: Path) -> list[dict]:
+    """The calibration comparisons saved for ``weights`` (every image size measured so far), by size."""
+    found = [json.loads(p.read_text()) for p in RESULTS.glob(f"{weights.stem}_*_calibration.json")]
+    return sorted(found, key=lambda r: r["imgsz"])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     setup_logging()
     a = parse_args(argv)
+    if a.calibration and a.report_only:
+        results = saved_calibrations(a.weights)
+        write_doc_section(a.doc, calibration_report(results), CAL_BEGIN, CAL_END, "INT8 calibration on BCCD")
+        return results
     if not a.weights.is_file():
         raise FileNotFoundError(f"--weights {a.weights} does not exist")
     data = bccd_data_yaml()
@@ -256,7 +272,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if a.calibration:
             r = calibration(a, data, imgsz)
             write_json(RESULTS / f"{tag}_calibration.json", r)
-            write_doc_section(a.doc, calibration_report(r), CAL_BEGIN, CAL_END, "INT8 calibration on BCCD")
+            saved = saved_calibrations(a.weights)
+            write_doc_section(a.doc, calibration_report(saved), CAL_BEGIN, CAL_END, "INT8 calibration on BCCD")
         else:
             r = measure(a, data, imgsz)
             write_json(RESULTS / f"{tag}.json", r)
