@@ -209,10 +209,16 @@ def quantize_onnx(
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
             quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-            model = onnx.load(str(prepared))
-            _name_nodes(model)
-            onnx.save(model, str(prepared))
+        except Exception as e:  # onnxruntime raises a variety of errors for graphs it cannot handle
+            raise ValueError(f"{float_path}: onnxruntime could not prepare it for quantization ({e})") from e
+        model = onnx.load(str(prepared))
+        _name_nodes(model)
+        onnx.save(model, str(prepared))
+        try:
             head, decode = decode_nodes(model)
+        except ValueError as e:
+            raise ValueError(f"{float_path}: {e}") from e
+        try:
             exclude = decode + ([] if settings.quantize_head else head)
             LOGGER.info(
                 "Quantizing %s: %d nodes, the head's %d convolutions %s, its %d decode nodes kept in float; "
@@ -227,8 +233,6 @@ def quantize_onnx(
                 extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]} if settings.quantize_head else None,
             )  # fmt: skip
             result = onnx.load(str(quantized))
-        except (ValueError, FileNotFoundError):
-            raise
         except Exception as e:  # onnxruntime raises a variety of errors for graphs it cannot handle
             raise ValueError(f"{float_path}: onnxruntime could not quantize it ({type(e).__name__}: {e})") from e
     set_metadata(result, meta)

@@ -192,3 +192,21 @@ def test_a_graph_without_convolutions_is_not_quantizable():
 def test_bad_int8_settings_name_the_flag(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ExportConfig(weights="x.pt", int8=True, data="d.yaml", **kwargs)
+
+
+@pytest.mark.parametrize("settings", [
+    QuantizeSettings(method="minmax", per_channel=False, reduce_range=True),
+    QuantizeSettings(method="entropy", quantize_head=False),
+])  # fmt: skip
+def test_other_settings_write_a_runnable_int8_file_with_a_float_decode(int8_export, tmp_path, settings):
+    _, result = int8_export
+    images = sorted(str(p) for p in (SAMPLE / "images" / "train").glob("*.jpg"))[:2]
+    q = quantize_onnx(result.files["onnx"], images, tmp_path / "q.onnx", settings)
+    proto = onnx.load(str(q))
+    assert float_decode_violations(proto) == []
+    head, _ = decode_nodes(proto)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    weights_quantized = {n.input[1] in producer for n in proto.graph.node if n.name in set(head)}
+    assert weights_quantized == {settings.quantize_head}  # float weights are initializers, quantized ones DQ outputs
+    out, _ = load_backend(q)(torch.rand(1, 3, 64, 64))
+    assert out.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8) and torch.isfinite(out).all()
