@@ -156,6 +156,20 @@ class _Calibration:
         pass
 
 
+MINMAX_CHUNK = 8  # MinMax folds the activations of this many batches into its ranges at a time (bounded memory)
+HISTOGRAM_WARN_IMAGES = 32  # entropy/percentile keep every batch's activations: warn above this many
+
+
+def _extra_options(settings: QuantizeSettings, batches: int) -> dict:
+    options: dict = {"OpTypesToExcludeOutputQuantization": ["Conv"]}  # raw head outputs stay float
+    if settings.method == "minmax":
+        # onnxruntime fails ("No data is collected") when the batch count is a multiple of the chunk
+        chunk = next((c for c in range(MINMAX_CHUNK, 1, -1) if batches % c), None)
+        if chunk is not None and batches > chunk:
+            options["CalibMaxIntermediateOutputs"] = chunk
+    return options
+
+
 @dataclass
 class QuantizeSettings:
     """How :func:`quantize_onnx` quantizes: calibration method, per-channel weights, 7-bit weights."""
@@ -203,6 +217,12 @@ def quantize_onnx(
     batches = list(load_batches(images, meta.imgsz, 1 if meta.dynamic else meta.batch))
     if not batches:
         raise ValueError(f"no readable calibration image among {len(images)} given for {float_path}")
+    if settings.method != "minmax" and len(batches) > HISTOGRAM_WARN_IMAGES:
+        LOGGER.warning(
+            "--calib-method %s keeps the activations of all %d calibration batches in memory (about 0.2 GB per "
+            "640 px image for yolov5s); at large sizes use minmax or fewer --calib-images", settings.method,
+            len(batches),
+        )  # fmt: skip
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
@@ -230,7 +250,7 @@ def quantize_onnx(
                 per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                 calibrate_method=method,
-                extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]} if settings.quantize_head else None,
+                extra_options=_extra_options(settings, len(batches)),
             )  # fmt: skip
             result = onnx.load(str(quantized))
         except Exception as e:  # onnxruntime raises a variety of errors for graphs it cannot handle

@@ -210,3 +210,13 @@ def test_other_settings_write_a_runnable_int8_file_with_a_float_decode(int8_expo
     assert weights_quantized == {settings.quantize_head}  # float weights are initializers, quantized ones DQ outputs
     out, _ = load_backend(q)(torch.rand(1, 3, 64, 64))
     assert out.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("batches", "chunk"), [(4, None), (8, 7), (100, 8), (840, None)])
+def test_minmax_folds_batches_in_chunks_that_never_divide_the_count(batches, chunk):
+    """onnxruntime's MinMax calibration fails when the batch count is a multiple of its chunk size."""
+    from utils.export.quantize import _extra_options
+
+    options = _extra_options(QuantizeSettings(method="minmax"), batches)
+    assert options.get("CalibMaxIntermediateOutputs") == chunk
+    assert "CalibMaxIntermediateOutputs" not in _extra_options(QuantizeSettings(method="percentile"), batches)
