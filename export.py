@@ -3,8 +3,12 @@
     python export.py --weights runs/train/exp/weights/best.pt --include torchscript onnx
     python export.py --weights best.pt --include onnx --dynamic --simplify
     python export.py --weights best.pt --include onnx --half --device 0
+    python export.py --weights best.pt --include onnx --int8 --data data/bccd.yaml --out-dir exports/
 
-Files are written next to the weights (best.onnx, best.torchscript). Each takes [B, 3, H, W] RGB images 0..1 and
+Files are written next to the weights (best.onnx, best.torchscript) or into --out-dir, each to a temporary name
+renamed when complete. --int8 also writes best-int8.onnx, quantized for the CPU with onnxruntime and calibrated on
+--calib-images images of the data's train split (the head's decode stays float); its detections are compared with
+the float file's on the val split. Each takes [B, 3, H, W] RGB images 0..1 and
 returns the decoded predictions [B, N, 5 + nc] (cx, cy, w, h in pixels, objectness, class scores) before NMS;
 image height and width are free, the batch is free with --dynamic. After writing, each file is run with
 onnxruntime (or TorchScript) and compared with PyTorch; both latencies are printed. val.py, detect.py and

@@ -175,11 +175,12 @@ def run_main(main, argv: list[str] | None = None) -> None:
     import sys
 
     from utils.checkpoint import CheckpointError
+    from utils.files import WriteError
 
     try:
         main(argv)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, FileNotFoundError, CheckpointError, WriteError) as e:
         logging.getLogger(__name__).error("error: %s", e)
         sys.exit(2)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
@@ -74,3 +79,35 @@ def load_yaml(path: str | Path, kind: str = "yaml file") -> dict:
 
 def save_yaml(path: str | Path, data: dict) -> None:
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+class WriteError(RuntimeError):
+    """A file that could not be written (disk full, read-only folder, ...); the message names it."""
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` through ``write(f)`` (``f`` a binary file) into a temporary file in the same folder, fsync it,
+    then rename it over ``path``. A failed write leaves the previous ``path`` (if any) untouched, never a truncated
+    one, and raises :class:`WriteError` naming the file and the cause (no space left, folder not writable)."""
+    from utils.checkpoint import TMP_SUFFIX, _write_failure
+
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"cannot write {path}: it is a directory; give a file name")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise WriteError(_write_failure(path, e)) from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -10,9 +10,14 @@ left to the caller, as for a ``.pt`` model. Class names, strides and the export 
 from utils.export.backend import EXPORT_SUFFIXES, ExportedModel, load_backend
 from utils.export.check import ParityResult, check_parity
 from utils.export.formats import FORMATS, ExportMetadata, export_onnx, export_torchscript
+from utils.export.quantize import Agreement, QuantizeSettings, detection_agreement, quantize_onnx
 from utils.export.run import ExportConfig, ExportResult, run_export
 
 __all__ = [
+    "Agreement",
+    "QuantizeSettings",
+    "detection_agreement",
+    "quantize_onnx",
     "EXPORT_SUFFIXES",
     "FORMATS",
     "ExportConfig",

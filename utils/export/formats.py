@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import warnings
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from utils.files import write_atomically
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +68,9 @@ def _traceable(model: nn.Module) -> DecodedOutput:
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path, meta: ExportMetadata) -> Path:
     """Trace ``model`` on ``example`` ``[B, 3, H, W]`` and save it with ``meta`` as an extra file. Returns the path.
 
+    The file is written to a temporary name and renamed when complete; a failed write raises
+    :class:`utils.files.WriteError` and leaves an earlier file intact.
+
     Tracing records the grid construction from the input shape, so the file accepts other batch sizes and
     image sizes (multiples of the largest stride).
     """
@@ -75,8 +81,7 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(wrapper, example, strict=False)
         model.detect._grids = {}
-        torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: meta.to_json()})
-    return path
+        return write_atomically(path, lambda f: torch.jit.save(traced, f, _extra_files={METADATA_KEY: meta.to_json()}))
 
 
 def export_onnx(
@@ -91,7 +96,7 @@ def export_onnx(
 
     Input ``images`` ``[B, 3, H, W]``, output ``output0`` ``[B, N, 5 + nc]``. Height and width are always free;
     the batch is free when ``meta.dynamic``, else fixed to the example's. ``simplify`` runs onnx-simplifier when it
-    is installed and warns otherwise.
+    is installed and warns otherwise. Written atomically, as :func:`export_torchscript`.
     """
     import onnx
 
@@ -100,21 +105,34 @@ def export_onnx(
     if meta.dynamic:
         axes[INPUT_NAME][0] = axes[OUTPUT_NAME][0] = "batch"
     wrapper = _traceable(model)
+    buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer warnings
         torch.onnx.export(
-            wrapper, (example,), str(path), opset_version=opset, input_names=[INPUT_NAME],
+            wrapper, (example,), buffer, opset_version=opset, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], dynamic_axes=axes, dynamo=False,
         )  # fmt: skip
     model.detect._grids = {}
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     if simplify:
         proto = _simplify(proto)
+    set_metadata(proto, meta)
+    return save_onnx(proto, path)
+
+
+def set_metadata(proto, meta: ExportMetadata) -> None:
+    """Store ``meta`` in the ONNX model ``proto``'s ``metadata_props`` (replacing an earlier entry)."""
+    for i in reversed(range(len(proto.metadata_props))):
+        if proto.metadata_props[i].key == METADATA_KEY:
+            del proto.metadata_props[i]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
-    onnx.save(proto, str(path))
-    return path
+
+
+def save_onnx(proto, path: str | Path) -> Path:
+    """Write the ONNX model ``proto`` to ``path`` atomically (see :func:`utils.files.write_atomically`)."""
+    return write_atomically(path, lambda f: f.write(proto.SerializeToString()))
 
 
 def _simplify(proto):

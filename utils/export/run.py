@@ -11,9 +11,20 @@ import torch
 from utils.cli import check_flags, flag
 from utils.export.check import DEFAULT_TOLERANCE, ParityResult, check_parity
 from utils.export.formats import FORMATS, MIN_OPSET, ExportMetadata, export_onnx, export_torchscript
+from utils.export.quantize import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIB_IMAGES,
+    DEFAULT_METHOD,
+    Agreement,
+    QuantizeSettings,
+    detection_agreement,
+    int8_path,
+    quantize_onnx,
+)
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
+WEAK_AGREEMENT = 0.9  # below this share of matched detections the INT8 file is flagged
 
 
 @dataclass
@@ -32,6 +43,14 @@ class ExportConfig:
     opset: int = flag(MIN_OPSET, low=MIN_OPSET, help=f"ONNX opset version ({MIN_OPSET} or later)")
     tolerance: float = flag(DEFAULT_TOLERANCE, low=0, help="largest allowed output difference")
     check: bool = flag(True, help="skip the comparison with PyTorch")
+    out_dir: str = flag("", help="folder for the exported files (default: beside the weights)")
+    int8: bool = flag(False, help="also write <name>-int8.onnx, statically quantized for the CPU (needs --data)")
+    data: str = flag("", help="data yaml: --int8 calibrates on its train split and checks on its val split")
+    calib_images: int = flag(DEFAULT_CALIB_IMAGES, low=1, help="--int8: training images to calibrate on")
+    calib_method: str = flag(DEFAULT_METHOD, choices=CALIBRATION_METHODS, help="--int8: activation range estimator")
+    per_channel: bool = flag(True, help="--int8: one weight scale per tensor instead of per output channel")
+    reduce_range: bool = flag(False, help="--int8: 7-bit weights, for CPUs without VNNI (avoids U8S8 saturation)")
+    check_images: int = flag(50, low=0, help="--int8: validation images to compare INT8 and float detections on")
 
     def __post_init__(self) -> None:
         check_flags(self)
@@ -39,12 +58,20 @@ class ExportConfig:
             raise ValueError("--weights is required: the checkpoint to export")
         if not self.include:
             raise ValueError(f"--include: give at least one of {', '.join(FORMATS)}")
+        if self.int8:
+            if not self.data:
+                raise ValueError("--int8 needs --data: a data yaml whose train split calibrates the quantization")
+            if "onnx" not in self.include:
+                raise ValueError("--int8 quantizes the ONNX file: add onnx to --include")
+            if self.half:
+                raise ValueError("--int8 quantizes a float32 export: drop --half")
 
 
 @dataclass
 class ExportResult:
-    files: dict[str, Path] = field(default_factory=dict)  # format -> path written
+    files: dict[str, Path] = field(default_factory=dict)  # format ('onnx', 'torchscript', 'int8') -> path written
     checks: dict[str, ParityResult] = field(default_factory=dict)  # format -> parity and latency
+    agreement: Agreement | None = None  # INT8 vs float detections on held-out images (--int8)
 
     @property
     def ok(self) -> bool:
@@ -52,7 +79,8 @@ class ExportResult:
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:
-    """Export ``cfg.weights`` next to itself (``best.pt`` -> ``best.onnx``, ``best.torchscript``).
+    """Export ``cfg.weights`` next to itself (``best.pt`` -> ``best.onnx``, ``best.torchscript``) or into
+    ``cfg.out_dir``; with ``cfg.int8`` also ``best-int8.onnx``, quantized after the float ONNX is written and checked.
 
     The model is loaded, fused and (with ``--half``) cast to fp16; ``--half`` needs a CUDA ``--device`` because
     fp16 convolutions are not supported on the CPU. Each file is then loaded back and compared with PyTorch.
@@ -63,6 +91,9 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     if cfg.half and device.type != "cuda":
         raise ValueError(f"--half needs a CUDA --device (fp16 inference is not supported on {device.type})")
     weights = Path(cfg.weights)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else weights.parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {out_dir} is a file, not a folder")
     model = load_model(weights, device=device, fuse=True)
     stride = int(max(model.stride.max(), 32))
     if cfg.imgsz % stride:
@@ -81,7 +112,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     result = ExportResult()
     for fmt in cfg.include:
         suffix, _ = FORMATS[fmt]
-        path = weights.with_suffix(suffix)
+        path = out_dir / weights.with_suffix(suffix).name
         LOGGER.info("Exporting %s to %s (%s) ...", weights, path, fmt)
         if fmt == "onnx":
             export_onnx(model, x, path, meta, opset=cfg.opset, simplify=cfg.simplify)
@@ -94,4 +125,48 @@ def run_export(cfg: ExportConfig) -> ExportResult:
             check = check_parity(model, path, probe, tolerance=cfg.tolerance)
             result.checks[fmt] = check
             (LOGGER.info if check.ok else LOGGER.error)("%s", check.summary())
+    if cfg.int8:
+        _export_int8(cfg, result)
     return result
+
+
+def split_images(data: str | Path, split: str, limit: int | None = None) -> list[str]:
+    """Up to ``limit`` images of the ``split`` of the data yaml ``data``, spread evenly over the sorted list.
+    Raises ValueError naming the yaml and the split when it lists no image or cannot be read."""
+    from utils.data.config import load_data_config
+    from utils.data.images import list_images
+
+    cfg = load_data_config(data)
+    try:
+        images = list_images([str(s) for s in cfg.split(split)])
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(f"--data {data}: no image in its {split} split ({e})") from e
+    if not images:
+        raise ValueError(f"--data {data}: its {split} split has no image")
+    if limit is not None and len(images) > limit:
+        step = len(images) / limit
+        images = [images[int(i * step)] for i in range(limit)]
+    return images
+
+
+def _export_int8(cfg: ExportConfig, result: ExportResult) -> None:
+    """Quantize the float ONNX just written, print both sizes and compare their detections on the val split."""
+    float_path = result.files["onnx"]
+    calib = split_images(cfg.data, "train", cfg.calib_images)
+    settings = QuantizeSettings(method=cfg.calib_method, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range)
+    path = quantize_onnx(float_path, calib, int8_path(float_path), settings)
+    result.files["int8"] = path
+    f_mb, q_mb = float_path.stat().st_size / 1e6, path.stat().st_size / 1e6
+    LOGGER.info("Saved %s (%.1f MB; float %s %.1f MB, %.1fx smaller)", path, q_mb, float_path.name, f_mb, f_mb / q_mb)
+    if cfg.check_images:
+        try:
+            held_out = split_images(cfg.data, "val", cfg.check_images)
+        except ValueError as e:
+            LOGGER.warning("INT8 detections not compared with float: %s", e)
+            return
+        result.agreement = a = detection_agreement(float_path, path, held_out)
+        if min(a.float_matched, a.int8_matched) < WEAK_AGREEMENT:
+            LOGGER.warning("%s: INT8 changes the detections; check its mAP with val.py, or try more --calib-images "
+                           "or another --calib-method", a.summary())  # fmt: skip
+        else:
+            LOGGER.info("%s", a.summary())
