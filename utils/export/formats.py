@@ -17,6 +17,7 @@ from utils.files import write_atomically
 LOGGER = logging.getLogger(__name__)
 
 MIN_OPSET = 17
+MAX_OPSET = 40  # far above any released opset: a typo is refused up front, the exporter's own limit is named later
 METADATA_KEY = "yolov5_kd"  # ONNX metadata_props key / TorchScript extra file name holding ExportMetadata as JSON
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
 
@@ -108,10 +109,15 @@ def export_onnx(
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            wrapper, (example,), buffer, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes=axes, dynamo=False,
-        )  # fmt: skip
+        try:
+            torch.onnx.export(
+                wrapper, (example,), buffer, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_axes=axes, dynamo=False,
+            )  # fmt: skip
+        except (RuntimeError, ValueError) as e:
+            if "opset" not in str(e).lower():
+                raise
+            raise ValueError(f"--opset {opset}: torch {torch.__version__}'s ONNX exporter cannot write it ({e})") from e
     model.detect._grids = {}
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)

@@ -10,7 +10,7 @@ import torch
 
 from utils.cli import check_flags, flag
 from utils.export.check import DEFAULT_TOLERANCE, ParityResult, check_parity
-from utils.export.formats import FORMATS, MIN_OPSET, ExportMetadata, export_onnx, export_torchscript
+from utils.export.formats import FORMATS, MAX_OPSET, MIN_OPSET, ExportMetadata, export_onnx, export_torchscript
 from utils.export.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_CALIB_IMAGES,
@@ -40,7 +40,7 @@ class ExportConfig:
     half: bool = flag(False, help="fp16 weights and inputs (needs a CUDA --device)")
     dynamic: bool = flag(False, help="free batch size (height and width are always free)")
     simplify: bool = flag(False, help="simplify the ONNX graph (needs onnx-simplifier)")
-    opset: int = flag(MIN_OPSET, low=MIN_OPSET, help=f"ONNX opset version ({MIN_OPSET} or later)")
+    opset: int = flag(MIN_OPSET, low=MIN_OPSET, high=MAX_OPSET, help=f"ONNX opset version ({MIN_OPSET} or later)")
     tolerance: float = flag(DEFAULT_TOLERANCE, low=0, help="largest allowed output difference")
     check: bool = flag(True, help="skip the comparison with PyTorch")
     out_dir: str = flag("", help="folder for the exported files (default: beside the weights)")

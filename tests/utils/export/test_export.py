@@ -100,7 +100,11 @@ def test_parity_check_reports_a_mismatch(exported):
     ("kwargs", "message"),
     [
         ({"include": ["tflite"]}, "--include 'tflite' is not one of"),
-        ({"opset": 16}, "--opset must be >= 17, got 16"),
+        ({"opset": 16}, "--opset must be >= 17 and <= 40, got 16"),
+        ({"opset": 99}, "--opset must be >= 17 and <= 40, got 99"),
+        ({"opset": 39, "imgsz": 64}, "--opset 39: torch .*'s ONNX exporter cannot write it"),
+        ({"tolerance": -1.0}, "--tolerance must be >= 0, got -1.0"),
+        ({"tolerance": float("nan")}, "--tolerance must be a finite number, got nan"),
         ({"half": True, "device": "cpu"}, "--half needs a CUDA"),
         ({"imgsz": 100}, "--imgsz 100 is not a multiple"),
     ],
