@@ -26,17 +26,16 @@ bool, None; no pickled classes):
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import pickle
 import signal
 import threading
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from utils.files import TMP_SUFFIX, WriteError, write_atomically, write_failure
 
 FORMAT = "yolov5-kd-checkpoint"
 FORMAT_VERSION = 1
@@ -50,9 +49,6 @@ class CheckpointError(RuntimeError):
 
 def is_our_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
-
-
-TMP_SUFFIX = ".tmp"
 
 
 def remove_unfinished_writes(folder: str | Path) -> list[Path]:
@@ -90,7 +86,8 @@ def _ctrl_c_after_write():
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
-    """Write ``ckpt`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+    """Write ``ckpt`` to ``path`` atomically (:func:`utils.files.write_atomically`: a temporary file in the same
+    folder, fsync, then rename), with a Ctrl-C held until the write is complete.
 
     A crash while saving leaves the previous file (if any) untouched, never a truncated one. A write that fails
     (disk full, read-only file system, ``path`` a directory) raises :class:`CheckpointError` saying so.
@@ -98,46 +95,14 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"cannot write the checkpoint {path}: it is a directory; give a file name")
-    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with _ctrl_c_after_write():
-            with open(tmp_name, "xb") as f:
-                torch.save(ckpt, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):  # e.g. a read-only file system: nothing to clean up; keep the cause
-            Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):
-            raise CheckpointError(_write_failure(path, e)) from e
-        raise
+            write_atomically(path, lambda f: torch.save(ckpt, f))
+    except WriteError as e:
+        raise CheckpointError(str(e)) from e
+    except RuntimeError as e:  # torch wraps a failed write in a RuntimeError about zip offsets
+        raise CheckpointError(write_failure(path, e)) from e
     return path
-
-
-def _os_error(e: BaseException) -> OSError | None:
-    """The OSError behind ``e`` (torch wraps a failed write in a RuntimeError about zip offsets)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, OSError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
-def _write_failure(path: Path, e: BaseException) -> str:
-    previous = f"the previous {path.name} is intact" if path.exists() else f"no earlier {path.name} existed"
-    os_err = _os_error(e)
-    if os_err is not None and os_err.errno == errno.ENOSPC:
-        return f"no space left on the device writing {path}; {previous}"
-    if os_err is not None and os_err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"cannot write {path}: {os_err.strerror} ({path.parent} is not writable); {previous}"
-    if os_err is not None and os_err.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"cannot write {path}: a part of {path.parent} is a file, not a directory"
-    reason = os_err.strerror if os_err is not None and os_err.strerror else str(e)
-    return f"writing {path} failed: {reason}; {previous}"
 
 
 def check_readable(path: str | Path) -> Path:

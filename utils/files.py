@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
@@ -81,6 +82,33 @@ def save_yaml(path: str | Path, data: dict) -> None:
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
+def os_error(e: BaseException) -> OSError | None:
+    """The OSError behind ``e`` (torch wraps a failed write in a RuntimeError about zip offsets)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def write_failure(path: Path, e: BaseException) -> str:
+    previous = f"the previous {path.name} is intact" if path.exists() else f"no earlier {path.name} existed"
+    os_err = os_error(e)
+    if os_err is not None and os_err.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path}; {previous}"
+    if os_err is not None and os_err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: {os_err.strerror} ({path.parent} is not writable); {previous}"
+    if os_err is not None and os_err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot write {path}: a part of {path.parent} is a file, not a directory"
+    reason = os_err.strerror if os_err is not None and os_err.strerror else str(e)
+    return f"writing {path} failed: {reason}; {previous}"
+
+
+TMP_SUFFIX = ".tmp"  # of the temporary file an atomic write renames over its target
+
+
 class WriteError(RuntimeError):
     """A file that could not be written (disk full, read-only folder, ...); the message names it."""
 
@@ -89,8 +117,6 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
     """Write ``path`` through ``write(f)`` (``f`` a binary file) into a temporary file in the same folder, fsync it,
     then rename it over ``path``. A failed write leaves the previous ``path`` (if any) untouched, never a truncated
     one, and raises :class:`WriteError` naming the file and the cause (no space left, folder not writable)."""
-    from utils.checkpoint import TMP_SUFFIX, _write_failure
-
     path = Path(path)
     if path.is_dir():
         raise WriteError(f"cannot write {path}: it is a directory; give a file name")
@@ -105,7 +131,7 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise WriteError(_write_failure(path, e)) from e
+        raise WriteError(write_failure(path, e)) from e
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

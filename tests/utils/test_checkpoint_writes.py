@@ -37,7 +37,7 @@ class _FailingFile(io.FileIO):
 
 
 def _fail_writes(monkeypatch, code: int, limit: int = 4096) -> None:
-    monkeypatch.setattr(utils.checkpoint, "open", lambda p, m: _FailingFile(p, m, code, limit), raising=False)
+    monkeypatch.setattr(utils.files, "open", lambda p, m: _FailingFile(p, m, code, limit), raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_read_only_run_directory(tmp_path, monkeypatch, ckpt):
     def read_only(p, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(p))
 
-    monkeypatch.setattr(utils.checkpoint, "open", read_only, raising=False)
+    monkeypatch.setattr(utils.files, "open", read_only, raising=False)
     monkeypatch.setattr(utils.checkpoint.Path, "unlink", read_only)  # cleanup fails too, as on a real ro mount
     with pytest.raises(CheckpointError, match=r"cannot write .*last.pt: Read-only file system.*previous last.pt is"):
         save_checkpoint(ckpt, path)
@@ -128,7 +128,7 @@ class _InterruptedFile(io.FileIO):
 
 
 def test_ctrl_c_during_a_write_is_raised_after_the_checkpoint_is_complete(tmp_path, monkeypatch, ckpt):
-    monkeypatch.setattr(utils.checkpoint, "open", lambda p, m: _InterruptedFile(p, m), raising=False)
+    monkeypatch.setattr(utils.files, "open", lambda p, m: _InterruptedFile(p, m), raising=False)
     path = tmp_path / "last.pt"
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(ckpt, path)

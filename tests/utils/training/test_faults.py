@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import utils.checkpoint
+import utils.files
 from models.resize import apply_channels, conv_channels
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
@@ -225,7 +226,7 @@ def test_disk_full_during_training_stops_with_last_pt_of_the_previous_epoch_inta
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, mode)
 
-    monkeypatch.setattr(utils.checkpoint, "open", open_then_fill_up, raising=False)
+    monkeypatch.setattr(utils.files, "open", open_then_fill_up, raising=False)
     with pytest.raises(CheckpointError, match=r"no space left on the device writing .*last.pt; the previous last.pt"):
         train(_cfg(tmp_path, tiny_data, epochs=2, noval=True))
     monkeypatch.undo()
