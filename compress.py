@@ -1,8 +1,9 @@
-"""Compress a detector in one command: teacher, baseline student, distilled student, pruned teacher recovered by
-distillation, evaluation of all of them on the same split, ONNX export of the smallest, and a report.
+"""Compress a detector in one command: evaluate the teacher (or train it first), prune it and recover it by
+distillation, distil a small student and train the same student alone for comparison, evaluate all of them on the
+same split, export the smallest (of equally small, the most accurate) to ONNX, quantize it to INT8, and report.
 
-    python compress.py                                   # the bundled BCCD sample, settings of data/pipeline.yaml
-    python compress.py --data data/mydata.yaml --epochs 100 --imgsz 640
+    python compress.py                                   # the bundled BCCD and teacher, settings of data/pipeline.yaml
+    python compress.py --data data/mydata.yaml --epochs 100 --imgsz 640 --settings my_pipeline.yaml
     python compress.py --settings my_pipeline.yaml --name bigger
 
 Every stage prints the command that runs it by hand; a stage whose output exists is skipped, so running the

@@ -140,7 +140,7 @@ def _unchecked(**kw) -> Demo:
     ("kw", "message"),
     [({"imgsz": 0}, "--imgsz must be >= 1, got 0"), ({"epochs": 0}, "--epochs must be >= 1, got 0"),
      ({"kd_epochs": 0}, "pipeline setting 'kd_epochs' must be >= 1, got 0"),
-     ({"prune_ratio": 1.5}, "pipeline setting 'prune_ratio' must be > 0 and < 1, got 1.5"),
+     ({"prune_params": 1.5}, "pipeline setting 'prune_params' must be > 0 and < 1, got 1.5"),
      ({"kd_feature": "x"}, "pipeline setting 'kd_feature' 'x' is not one of")],
 )  # fmt: skip
 def test_pipeline_settings_are_named_by_flag_only_where_compress_takes_one(kw, message):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from utils.cli import PlainConfig, check_flags, flag, flag_name
 from utils.distill.config import DEFAULT_OUTPUT, FEATURE_KINDS, output_kinds
 from utils.files import load_yaml
+from utils.pruning.config import IMPORTANCE_KINDS
 
 # The settings compress.py also takes as flags; the other flag(...) fields are yaml keys whose range is declared
 # the same way, and their errors name the key.
@@ -21,27 +22,34 @@ class PipelineConfig(PlainConfig):
     models), e.g. ``teacher: models/yolov5m.yaml, student: models/yolov5s.yaml, epochs: 100, imgsz: 640``.
     """
 
-    data: str = flag("data/bccd_sample.yaml", help="dataset yaml")
-    teacher: str = "models/yolov5s.yaml"  # model yaml of the teacher
+    data: str = flag("data/bccd.yaml", help="dataset yaml")
+    # the teacher: a trained checkpoint used as it is, or a model yaml trained first (``epochs``, ``hyp``)
+    teacher: str = "weights/yolov5s-bccd.pt"
     student: str = "models/yolov5n.yaml"  # model yaml of the baseline and the distilled student
     imgsz: int = flag(160, low=1, aliases=("--img",), help="image size, px")
-    epochs: int = flag(20, low=1, help="epochs of the teacher and baseline student; the flag sets kd_epochs too")
-    kd_epochs: int = flag(20, low=1, help="epochs of the distilled student")
+    epochs: int = flag(
+        40, low=1, help="epochs of the baseline student (and of a teacher to train); the flag sets kd_epochs too"
+    )
+    kd_epochs: int = flag(40, low=1, help="epochs of the distilled student")
     recover_epochs: int = flag(
-        10, low=1, help="epochs of the pruned teacher, fine-tuned by distillation from the unpruned one"
+        20, low=1, help="epochs of the pruned teacher, fine-tuned by distillation from the unpruned one"
     )
     batch_size: int = flag(16, low=1, help="images per batch")
     hyp: str = "data/hyps/hyp.scratch-low.yaml"
     kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # see train_kd.py --kd-output
     kd_feature: str = flag("none", choices=FEATURE_KINDS, help="see train_kd.py --kd-feature")
-    prune_ratio: float = flag(
-        0.5, low=0, high=1, low_open=True, high_open=True, help="fraction of the teacher's channels pruned (--ratio)"
-    )
+    prune_params: float = flag(
+        0.3, low=0, high=1, low_open=True, high_open=True,
+        help="fraction of the teacher's parameters the pruned model keeps at most (tools/prunmodel.py --target-params)",
+    )  # fmt: skip
+    prune_importance: str = flag("lamp", choices=IMPORTANCE_KINDS, help="channel ranking (--importance)")
+    prune_global: bool = True  # rank channels across layers (--global) instead of the same share per layer
     device: str = flag("", help="cuda device, e.g. 0, or cpu ('' = GPU 0 if there is one, else CPU)")
     workers: int = 2
     seed: int = 0
     project: str = flag("runs/compress", help="save to project/name")
     name: str = flag("exp", help="save to project/name")
+    int8: bool = True  # quantize the exported model to INT8 for the CPU and evaluate it (export.py --int8)
     latency_runs: int = flag(20, low=1, help="timed forward passes (batch 1) per model for the report")
 
     def __post_init__(self) -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from models import load_model
-from utils.pipeline.stages import metrics_file
-from utils.torch_utils import count_parameters, forward_ms, model_flops, select_device
+from utils.pipeline.stages import Models, metrics_file
+from utils.torch_utils import count_parameters, model_flops, select_device
 
 LOGGER = logging.getLogger(__name__)
 LABELS = {
@@ -25,7 +28,8 @@ LABELS = {
 
 @dataclass
 class Row:
-    """One model of the report; ``None`` where a figure could not be measured."""
+    """One model of the report; ``None`` where a figure could not be measured. ``onnx_ms`` only for the exported
+    model and its INT8 twin (whose PyTorch figures stay None)."""
 
     name: str
     weights: Path
@@ -35,71 +39,139 @@ class Row:
     gflops: float | None = None
     latency_ms: float | None = None
     onnx_ms: float | None = None
+    mb: float | None = None  # size of the file on disk
+    title: str | None = None  # the report's name for the row (default: LABELS)
+
+    @property
+    def label(self) -> str:
+        return self.title or LABELS.get(self.name, self.name)
 
 
-def torch_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, device: torch.device) -> float:
-    """Median wall time of one forward pass of a ``[1, 3, imgsz, imgsz]`` image, in ms (after 3 warm-up runs)."""
-    return forward_ms(model, torch.zeros(1, 3, imgsz, imgsz, device=device), runs, warmup=3)
+def alternating_ms(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> dict[str, float]:
+    """Median milliseconds of each call, timed in rounds that run every call once in turn, so that a change of the
+    machine's load during the measurement reaches all of them alike."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(1000 * (time.perf_counter() - t0))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def onnx_latency_ms(path: Path, imgsz: int, runs: int) -> float:
-    """Median time of one onnxruntime (CPU) run of a ``[1, 3, imgsz, imgsz]`` image, in ms."""
+def _onnx_call(path: Path, imgsz: int) -> Callable[[], object]:
+    """One onnxruntime (CPU) run of a ``[1, 3, imgsz, imgsz]`` image."""
     import numpy as np
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.zeros((1, 3, imgsz, imgsz), dtype=np.float32)
-    times = []
-    for i in range(runs + 3):
-        t0 = time.perf_counter()
-        session.run(None, {name: x})
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    return 1000 * sorted(times)[len(times) // 2]
+    feed = {session.get_inputs()[0].name: np.zeros((1, 3, imgsz, imgsz), dtype=np.float32)}
+    return lambda: session.run(None, feed)
 
 
-def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, onnx: Path | None) -> None:
-    """Fill each row from its metrics.json (training's or val.py's) and from timing its model here."""
+def _read_metrics(row: Row, metrics: Path) -> None:
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        row.map50, row.map = m["mAP50"], m["mAP50-95"]
+
+
+def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, exported: str | None,
+            models: Models) -> None:  # fmt: skip
+    """Fill each row from its metrics.json (training's or val.py's) and from timing its model here; the exported
+    model also gets its ONNX latency, and an INT8 row is appended when ``models.int8`` exists. PyTorch models are
+    timed in alternation with each other, the float and INT8 ONNX files with each other."""
     dev = select_device(device)
+    x = torch.zeros(1, 3, imgsz, imgsz, device=dev)
+    calls = {}
     for row in rows:
-        metrics = metrics_file(run, row.name)
-        if metrics.is_file():
-            m = json.loads(metrics.read_text())
-            row.map50, row.map = m["mAP50"], m["mAP50-95"]
+        _read_metrics(row, metrics_file(run, row.name))
         model = load_model(row.weights, device=dev, fuse=True)
-        row.params = count_parameters(model)
-        row.gflops = model_flops(model, imgsz)
-        row.latency_ms = torch_latency_ms(model, imgsz, runs, dev)
-    if onnx is not None and onnx.is_file():
-        smallest = min(rows, key=lambda r: r.params or 0)
-        smallest.onnx_ms = onnx_latency_ms(onnx, imgsz, runs)
+        row.params, row.gflops = count_parameters(model), model_flops(model, imgsz)
+        row.mb = row.weights.stat().st_size / 1e6
+        calls[row.name] = partial(_infer, model, x)
+    for name, ms in alternating_ms(calls, runs).items():
+        next(r for r in rows if r.name == name).latency_ms = ms
+    source = next((r for r in rows if r.name == exported), None)
+    if source is None or not models.onnx.is_file():
+        return
+    onnx = {"float": _onnx_call(models.onnx, imgsz)}
+    if models.int8.is_file():
+        onnx["int8"] = _onnx_call(models.int8, imgsz)
+        q = Row("int8", models.int8, params=source.params, mb=models.int8.stat().st_size / 1e6,
+                title=f"{source.label}, INT8 ONNX")  # fmt: skip
+        _read_metrics(q, metrics_file(run, "int8"))
+        rows.append(q)
+    times = alternating_ms(onnx, runs)
+    source.onnx_ms = times["float"]
+    if "int8" in times:
+        rows[-1].onnx_ms = times["int8"]
+
+
+def _infer(model: torch.nn.Module, x: torch.Tensor) -> None:
+    with torch.inference_mode():
+        model(x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
 
 
 def _fmt(v, spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _times(speedup: float) -> str:
+    return f"{speedup:.1f}x faster" if speedup >= 1 else f"{1 / speedup:.1f}x slower"
+
+
+def headline(rows: list[Row]) -> list[str]:
+    """The sentences a user acts on: what pruning, distillation and INT8 gave here, from the rows that exist."""
+    by = {r.name: r for r in rows}
+    out = []
+    t, p = by.get("teacher"), by.get("recovered")
+    if t and p and t.map and p.map is not None and t.params and p.params:
+        speed = f" and runs {_times(t.latency_ms / p.latency_ms)} here" if t.latency_ms and p.latency_ms else ""
+        out.append(
+            f"The pruned teacher, recovered by distillation, keeps {p.map / t.map:.0%} of the teacher's mAP50-95 "
+            f"({p.map:.3f} vs {t.map:.3f}) at {p.params / t.params:.0%} of its parameters{speed}."
+        )
+    a, d = by.get("baseline"), by.get("distilled")
+    if a and d and a.map is not None and d.map is not None:
+        diff = 100 * (d.map - a.map)
+        verb = "gained" if diff >= 0 else "lost"
+        out.append(f"Distillation {verb} the student {abs(diff):.1f} points of mAP50-95 over training it alone "
+                   f"({d.map:.3f} vs {a.map:.3f}).")  # fmt: skip
+    q = by.get("int8")
+    src = next((r for r in rows if r.onnx_ms is not None and r.name != "int8"), None)
+    if q and src and q.onnx_ms and src.onnx_ms:
+        acc = f", mAP50-95 {q.map:.3f} vs {src.map:.3f}" if q.map is not None and src.map is not None else ""
+        out.append(f"INT8 runs the exported model {_times(src.onnx_ms / q.onnx_ms)} than float ONNX in a "
+                   f"{q.mb:.1f} MB file{acc}.")  # fmt: skip
+    return out
+
+
 def write_report(rows: list[Row], out: Path, facts: dict[str, str], plot: Path | None) -> Path:
-    """``report.md``: the settings, one table, notes, and the plot."""
-    lines = ["# Compression report", ""]
-    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    """``report.md``: the headline, the table, the settings, notes, and the plot."""
+    lines = ["# Compression report", "", *headline(rows), ""]
     lines += [
-        "",
-        "| model | weights | mAP50 | mAP50-95 | parameters | GFLOPs | latency / image (PyTorch) | ONNX latency |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | weights | mAP50 | mAP50-95 | parameters | GFLOPs | file | latency (PyTorch) | latency (ONNX) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {LABELS.get(r.name, r.name)} | `{r.weights}` | {_fmt(r.map50, '.3f')} | {_fmt(r.map, '.3f')} | "
-            f"{_fmt(r.params, ',d')} | {_fmt(r.gflops, '.2f')} | {_fmt(r.latency_ms, '.1f')} ms | "
+            f"| {r.label} | `{r.weights}` | {_fmt(r.map50, '.3f')} | {_fmt(r.map, '.3f')} | "
+            f"{_fmt(r.params, ',d')} | {_fmt(r.gflops, '.2f')} | {_fmt(r.mb, '.1f')} MB | "
+            f"{_fmt(r.latency_ms, '.1f')}{' ms' if r.latency_ms is not None else ''} | "
             f"{_fmt(r.onnx_ms, '.1f')}{' ms' if r.onnx_ms is not None else ''} |"
         )
+    lines += [""] + [f"- {k}: {v}" for k, v in facts.items()]
     lines += [
         "",
         "mAP on the validation split of the data yaml (val.py, conf 0.001, IoU 0.6). Latency: median of batch-1 "
-        "forward passes (no NMS) on this machine; ONNX latency with onnxruntime on the CPU, for the exported "
-        "(smallest) model only. A dash: not measured (the stage was skipped).",
+        "forward passes (no NMS) on this machine, the PyTorch models timed in turn with each other and the ONNX "
+        "files (onnxruntime, CPU) with each other. Files: checkpoints store fp16 weights, the INT8 file 8-bit ones. "
+        "A dash: not measured (the stage was skipped).",
     ]
     if plot is not None:
         lines += ["", f"![comparison]({plot.name})"]
@@ -120,7 +192,7 @@ def plot_comparison(rows: list[Row], path: Path) -> Path | None:
     pts = [r for r in rows if r.latency_ms is not None and r.map is not None]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for r in pts:
-        ax.scatter(r.latency_ms, r.map, s=max(20, (r.params or 0) / 2e4), alpha=0.6, label=LABELS.get(r.name, r.name))
+        ax.scatter(r.latency_ms, r.map, s=max(20, (r.params or 0) / 2e4), alpha=0.6, label=r.label)
     if pts:
         ax.legend(fontsize=7, markerscale=0.5)  # a legend, not labels: close points would overwrite each other
     ax.set_xlabel("latency per image on this machine (ms)")

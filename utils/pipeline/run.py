@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from utils.files import load_yaml, save_yaml
 from utils.pipeline.config import PipelineConfig
 from utils.pipeline.report import Row, measure, plot_comparison, write_report
-from utils.pipeline.stages import MODEL_NAMES, REPO, Models, Stage, build_stages, run_stages
+from utils.pipeline.stages import (
+    MODEL_NAMES,
+    REPO,
+    Models,
+    Stage,
+    build_stages,
+    given_teacher,
+    metrics_file,
+    run_stages,
+)
 from utils.torch_utils import count_parameters
 
 
-def _smallest(models: Models) -> Path | None:
-    """The trained model with the fewest parameters."""
+def smallest(models: Models) -> str | None:
+    """The name of the model with the fewest parameters; of several equally small, the most accurate (mAP50-95 of
+    its metrics file; one without metrics counts as the least accurate)."""
     from models import load_model
 
-    found = [models.weights(n) for n in MODEL_NAMES if models.weights(n).is_file()]
-    return min(found, key=lambda p: count_parameters(load_model(p)), default=None)
+    def key(name: str) -> tuple[int, float]:
+        metrics = metrics_file(models.run, name)
+        score = json.loads(metrics.read_text())["mAP50-95"] if metrics.is_file() else -1.0
+        return count_parameters(load_model(models.weights(name))), -score
+
+    found = [n for n in MODEL_NAMES if models.weights(n).is_file()]
+    return min(found, key=key, default=None)
 
 
 #: settings that do not change what a stage makes (where it runs, how fast, how long the report's timings are)
@@ -39,6 +55,26 @@ def check_same_settings(cfg: PipelineConfig, saved: Path) -> None:
         )
 
 
+def check_teacher(cfg: PipelineConfig) -> None:
+    """A teacher given as a checkpoint must exist and know the data's classes; ValueError names both otherwise."""
+    teacher = given_teacher(cfg)
+    if teacher is None:
+        return
+    from models import load_model
+    from utils.data.config import load_data_config
+    from utils.distill.teacher import has_class_names
+
+    if not teacher.is_file():
+        raise ValueError(f"pipeline setting 'teacher': {teacher}: file not found (a checkpoint, or a model yaml to "
+                         "train one)")  # fmt: skip
+    names, data_names = list(load_model(teacher).names), list(load_data_config(cfg.data).names)
+    if names != data_names and (has_class_names(names) or len(names) != len(data_names)):
+        raise ValueError(
+            f"teacher {teacher} knows the classes {names}, --data {cfg.data} has {data_names}: give a teacher trained "
+            "on this data, or a model yaml (e.g. teacher: models/yolov5s.yaml in the settings) to train one first"
+        )
+
+
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run every stage not done yet in ``project/name`` and return the path of ``report.md``."""
     # the stages run from the repository root: paths given relative to elsewhere are made absolute
@@ -46,34 +82,39 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
         value = Path(getattr(cfg, key))
         if not value.is_absolute() and value.exists() and not (REPO / value).exists():
             setattr(cfg, key, str(value.resolve()))
+    check_teacher(cfg)
     run = (Path(cfg.project) / cfg.name).resolve()
     run.mkdir(parents=True, exist_ok=True)
     check_same_settings(cfg, run / "pipeline.yaml")
     save_yaml(run / "pipeline.yaml", cfg.to_dict())
-    models = Models(run)
+    models = Models(run, given_teacher(cfg))
 
     def report() -> None:
         rows = [Row(n, models.weights(n)) for n in MODEL_NAMES if models.weights(n).is_file()]
-        measure(rows, run, cfg.imgsz, cfg.latency_runs, cfg.device, run / "export" / "model.onnx")
+        exported = smallest(models) if models.onnx.is_file() else None
+        measure(rows, run, cfg.imgsz, cfg.latency_runs, cfg.device, exported, models)
         plot = plot_comparison(rows, run / "compare.png")
+        trained = "teacher, baseline" if models.teacher is None else "baseline; the teacher was given"
         facts = {
             "data": cfg.data,
             "image size": f"{cfg.imgsz} px",
-            "epochs": f"{cfg.epochs} (teacher, baseline), {cfg.kd_epochs} (distilled), {cfg.recover_epochs} "
-            f"(recovery after pruning {cfg.prune_ratio:.0%} of the channels)",
+            "epochs": f"{cfg.epochs} ({trained}), {cfg.kd_epochs} (distilled), {cfg.recover_epochs} "
+            f"(recovery after pruning to {cfg.prune_params:.0%} of the parameters, {cfg.prune_importance} "
+            f"{'global' if cfg.prune_global else 'per-layer'})",
             "distillation": f"output {cfg.kd_output}, feature {cfg.kd_feature}",
             "settings": str(run / "pipeline.yaml"),
         }
         write_report(rows, run / "report.md", facts, plot)
 
     def prepare_export(stage: Stage) -> None:
-        smallest = _smallest(models)
-        if smallest is None:
+        name = smallest(models)
+        if name is None:
             raise FileNotFoundError(f"no trained model under {run} to export")
         target = run / "export" / "model.pt"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(smallest, target)
-        print(f"  exporting {smallest}", flush=True)
+        shutil.copyfile(models.weights(name), target)
+        print(f"  exporting {models.weights(name)} ({name}: the smallest, and of equally small the most accurate)",
+              flush=True)  # fmt: skip
 
     stages = build_stages(cfg, run, report)
     run_stages(stages, before={"export": prepare_export})

@@ -55,16 +55,34 @@ class Stage:
 
 @dataclass
 class Models:
-    """Where each model of the pipeline ends up (``best.pt`` of its run)."""
+    """Where each model of the pipeline ends up: ``best.pt`` of its run, or for a teacher given as a checkpoint,
+    that checkpoint."""
 
     run: Path
+    teacher: Path | None = None  # a trained teacher given by the settings (None: the pipeline trains one)
 
     def weights(self, name: str) -> Path:
+        if name == "teacher" and self.teacher is not None:
+            return self.teacher
         return self.run / name / "weights" / "best.pt"
 
     @property
     def pruned(self) -> Path:
         return self.run / "pruned" / "pruned.pt"
+
+    @property
+    def onnx(self) -> Path:
+        """The exported (smallest) model; its INT8 twin is ``model-int8.onnx`` beside it."""
+        return self.run / "export" / "model.onnx"
+
+    @property
+    def int8(self) -> Path:
+        return self.run / "export" / "model-int8.onnx"
+
+
+def given_teacher(cfg: PipelineConfig) -> Path | None:
+    """The teacher checkpoint the settings name, or None when ``teacher`` is a model yaml to train first."""
+    return None if cfg.teacher.endswith((".yaml", ".yml")) else Path(cfg.teacher)
 
 
 def _train_args(cfg: PipelineConfig, run: Path, name: str, epochs: int) -> list[str]:
@@ -97,11 +115,14 @@ def _training(name: str, what: str, program: str, args: list[str], run: Path) ->
 
 def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> list[Stage]:
     """The pipeline's stages in order, for settings ``cfg`` and run directory ``run``."""
-    m = Models(run)
+    m = Models(run, given_teacher(cfg))
     teacher = m.weights("teacher")
-    stages = [
-        _training("teacher", "train the teacher", "train.py",
-                  ["--cfg", cfg.teacher, "--hyp", cfg.hyp, *_train_args(cfg, run, "teacher", cfg.epochs)], run),
+    stages = []
+    if m.teacher is None:
+        stages.append(_training("teacher", "train the teacher", "train.py",
+                                ["--cfg", cfg.teacher, "--hyp", cfg.hyp, *_train_args(cfg, run, "teacher", cfg.epochs)],
+                                run))  # fmt: skip
+    stages += [
         _training("baseline", "train the baseline student", "train.py",
                   ["--cfg", cfg.student, "--hyp", cfg.hyp, *_train_args(cfg, run, "baseline", cfg.epochs)], run),
         _training("distilled", "distil the student from the teacher", "train_kd.py",
@@ -110,10 +131,12 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     ]  # fmt: skip
     prune = Stage(
         "pruned",
-        f"prune {cfg.prune_ratio:.0%} of the teacher's channels",
+        f"prune the teacher to {cfg.prune_params:.0%} of its parameters",
         m.pruned,
-        [[sys.executable, "tools/prunmodel.py", "--weights", str(teacher), "--ratio", str(cfg.prune_ratio),
-          "--out", str(m.pruned), "--imgsz", str(cfg.imgsz)]],
+        [[sys.executable, "tools/prunmodel.py", "--weights", str(teacher), "--target-params", str(cfg.prune_params),
+          "--importance", cfg.prune_importance, *(["--global"] if cfg.prune_global else []),
+          *(["--data", cfg.data] if cfg.prune_importance == "taylor" else []), "--out", str(m.pruned),
+          "--imgsz", str(cfg.imgsz)]],
         needs=PRUNE_TOOL,
     )  # fmt: skip
     recover = _training(
@@ -133,26 +156,15 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     evals.is_done = lambda: not pending_evals()
     evals.plan = lambda: [_val_command(cfg, run, m.weights(n), n) for n in pending_evals()]
     stages.append(evals)
-    stages.append(
-        Stage(
-            "export",
-            "export the smallest model to ONNX",
-            run / "export" / "model.onnx",
-            [
-                [
-                    sys.executable,
-                    "export.py",
-                    "--weights",
-                    str(run / "export" / "model.pt"),
-                    "--include",
-                    "onnx",
-                    "--imgsz",
-                    str(cfg.imgsz),
-                ]
-            ],
-            needs=EXPORT_TOOL,
+    export = [sys.executable, "export.py", "--weights", str(run / "export" / "model.pt"), "--include", "onnx",
+              "--imgsz", str(cfg.imgsz)]  # fmt: skip
+    stages.append(Stage("export", "export the smallest model to ONNX", m.onnx, [export], needs=EXPORT_TOOL))
+    if cfg.int8:
+        quantize = Stage(
+            "quantize", "quantize the exported model to INT8 and evaluate it", metrics_file(run, "int8"),
+            [[*export, "--int8", "--data", cfg.data], _val_command(cfg, run, m.int8, "int8")], needs=EXPORT_TOOL,
         )  # fmt: skip
-    )
+        stages.append(quantize)
     # the report is rewritten on every run: it covers whatever models exist by then
     stages.append(Stage("report", "write report.md and compare.png", run / "report.md", action=report,
                         is_done=lambda: False))  # fmt: skip

@@ -28,12 +28,16 @@ def test_settings_file_and_overrides(tmp_path):
     f.write_text("epoch: 3\n")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['epoch'\]"):
         load_pipeline_config(str(f))
-    with pytest.raises(ValueError, match="prune_ratio"):
-        PipelineConfig(prune_ratio=1.5)
+    with pytest.raises(ValueError, match="prune_params"):
+        PipelineConfig(prune_params=1.5)
+
+
+def test_the_settings_file_holds_the_defaults():
+    assert load_pipeline_config(str(REPO / "data" / "pipeline.yaml")) == PipelineConfig()
 
 
 def test_interrupted_training_stage_resumes(tmp_path):
-    cfg = PipelineConfig()
+    cfg = PipelineConfig(teacher="models/yolov5s.yaml")
     last = tmp_path / "teacher" / "weights" / "last.pt"
     last.parent.mkdir(parents=True)
     torch.save({"optimizer": {"state": {}}}, last)  # a run stopped part-way keeps its optimizer state
@@ -68,18 +72,108 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, capsys):
     assert params["pruned teacher, recovered by distillation"] < params["teacher"] / 2
     smallest = min(params, key=params.get)
     assert smallest == "pruned teacher, recovered by distillation"
-    assert rows[smallest][-2].strip().endswith(" ms"), text  # only the exported (smallest) model has an ONNX time
+    onnx_timed = [name for name, cells in rows.items() if cells[-2].strip().endswith(" ms")]
+    assert onnx_timed == [smallest], text  # of the PyTorch models, only the exported one has an ONNX time
+    int8 = next(line.split("|") for line in text.splitlines() if line.startswith(f"| {smallest}, INT8 ONNX |"))
+    assert int8[2].strip() == f"`{report.parent / 'export' / 'model-int8.onnx'}`"
+    assert 0 <= float(int8[4]) <= 1 and int8[-2].strip().endswith(" ms") and int8[7].strip().endswith(" MB")
+    assert text.splitlines()[2].startswith("The pruned teacher, recovered by distillation, keeps "), text
     for name in ("teacher", "baseline", "distilled", "recovered"):  # training evaluated best.pt: no second pass
         metrics = json.loads((report.parent / name / "metrics.json").read_text())
         assert metrics["weights"].endswith(f"{name}/weights/best.pt") and 0 <= metrics["mAP50-95"] <= 1
         assert f"{metrics['mAP50-95']:.3f}" in rows[LABELS[name]][4]
-    assert not (report.parent / "eval").exists()
-    assert "run by hand: python val.py" not in out
+    assert sorted(p.name for p in (report.parent / "eval").iterdir()) == ["int8"]  # only the INT8 file is evaluated
+    assert out.count("run by hand: python val.py") == 1
 
     run_pipeline(cfg)  # everything exists: only the report is written again
     out = capsys.readouterr().out
     assert "run by hand" not in out
     assert out.count("already done") >= 4
+
+
+def test_a_given_teacher_is_evaluated_not_trained(tmp_path):
+    cfg = PipelineConfig(teacher="weights/yolov5s-bccd.pt")
+    stages = {s.name: s for s in build_stages(cfg, tmp_path, lambda: None)}
+    assert "teacher" not in stages
+    assert stages["distilled"].commands[0][stages["distilled"].commands[0].index("--teacher") + 1] == cfg.teacher
+    assert stages["pruned"].commands[0][stages["pruned"].commands[0].index("--weights") + 1] == cfg.teacher
+    planned = stages["evaluate"].plan()
+    if Path(REPO / cfg.teacher).is_file():  # the shipped teacher has no metrics in the run yet: it is evaluated
+        assert [c[c.index("--name") + 1] for c in planned] == ["teacher"]
+    assert stages["quantize"].commands[0][-3:] == ["--int8", "--data", cfg.data]
+    assert "quantize" not in {s.name for s in build_stages(PipelineConfig(int8=False), tmp_path, lambda: None)}
+
+
+def test_a_given_teacher_must_know_the_data_classes(tmp_path):
+    from utils.pipeline.run import check_teacher
+
+    data = write_tiny_data(tmp_path / "data", n_train=1, n_val=1)
+    check_teacher(PipelineConfig(data=str(data), teacher="models/yolov5s.yaml"))  # trained here: nothing to check
+    with pytest.raises(ValueError, match=r"pipeline setting 'teacher': .*nope\.pt: file not found"):
+        check_teacher(PipelineConfig(data=str(data), teacher=str(tmp_path / "nope.pt")))
+    other = tmp_path / "other.yaml"
+    other.write_text(data.read_text().replace("names: [RBC, WBC, Platelets]", "names: [a, b, c]"))
+    shipped = REPO / "weights" / "yolov5s-bccd.pt"
+    with pytest.raises(ValueError, match=r"knows the classes \['RBC', 'WBC', 'Platelets'\], --data .*other\.yaml has "
+                       r"\['a', 'b', 'c'\]: give a teacher trained on this data"):  # fmt: skip
+        run_pipeline(PipelineConfig(data=str(other), teacher=str(shipped), project=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()  # refused before anything was made
+
+
+def test_the_smallest_model_ties_go_to_the_more_accurate(tmp_path, monkeypatch):
+    from utils.pipeline import run as run_module
+    from utils.pipeline.run import smallest
+    from utils.pipeline.stages import Models
+
+    models = Models(tmp_path)
+    sizes = {"teacher": 7, "baseline": 2, "distilled": 2, "recovered": 2}
+    scores = {"teacher": 0.5, "baseline": 0.2, "distilled": 0.3, "recovered": 0.45}
+    for name in sizes:
+        models.weights(name).parent.mkdir(parents=True)
+        models.weights(name).write_text(name)
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"mAP50-95": scores[name]}))
+    monkeypatch.setattr("models.load_model", lambda p: Path(p).read_text())
+    monkeypatch.setattr(run_module, "count_parameters", lambda name: sizes[name])
+    assert smallest(models) == "recovered"
+    scores["recovered"] = 0.1
+    (tmp_path / "recovered" / "metrics.json").write_text(json.dumps({"mAP50-95": 0.1}))
+    assert smallest(models) == "distilled"
+    (tmp_path / "distilled" / "metrics.json").unlink()  # no metrics: the least accurate
+    assert smallest(models) == "baseline"
+    sizes["teacher"] = 1
+    assert smallest(models) == "teacher"
+
+
+def test_the_report_leads_with_what_the_user_acts_on():
+    from utils.pipeline.report import Row, headline
+
+    rows = [
+        Row("teacher", Path("t.pt"), map=0.50, params=7_000_000, latency_ms=30.0),
+        Row("baseline", Path("b.pt"), map=0.30, params=1_750_000, latency_ms=10.0),
+        Row("distilled", Path("d.pt"), map=0.35, params=1_750_000, latency_ms=10.0),
+        Row("recovered", Path("r.pt"), map=0.48, params=1_750_000, latency_ms=12.0, onnx_ms=8.0),
+        Row("int8", Path("r-int8.onnx"), map=0.47, params=1_750_000, onnx_ms=4.0, mb=2.0),
+    ]
+    assert headline(rows) == [
+        "The pruned teacher, recovered by distillation, keeps 96% of the teacher's mAP50-95 (0.480 vs 0.500) at "
+        "25% of its parameters and runs 2.5x faster here.",
+        "Distillation gained the student 5.0 points of mAP50-95 over training it alone (0.350 vs 0.300).",
+        "INT8 runs the exported model 2.0x faster than float ONNX in a 2.0 MB file, mAP50-95 0.470 vs 0.480.",
+    ]
+    rows[3].latency_ms, rows[4].onnx_ms = 40.0, 16.0
+    assert headline(rows)[0].endswith("runs 1.3x slower here.") and " 2.0x slower than float ONNX" in headline(rows)[2]
+    rows[2].map = 0.28
+    assert headline(rows[:3]) == [
+        "Distillation lost the student 2.0 points of mAP50-95 over training it alone (0.280 vs 0.300)."
+    ]
+
+
+def test_alternating_timings_run_every_call_each_round():
+    from utils.pipeline.report import alternating_ms
+
+    order = []
+    ms = alternating_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, runs=3, warmup=1)
+    assert order == ["a", "b"] * 4 and set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -89,12 +183,12 @@ def test_a_run_made_with_other_settings_is_not_continued(tmp_path):
 
     saved = tmp_path / "exp" / "pipeline.yaml"
     saved.parent.mkdir()
-    save_yaml(saved, PipelineConfig(epochs=1, prune_ratio=0.5).to_dict())
-    check_same_settings(PipelineConfig(epochs=1, prune_ratio=0.5, device="cpu", workers=0), saved)  # may change
+    save_yaml(saved, PipelineConfig(epochs=1, prune_params=0.5).to_dict())
+    check_same_settings(PipelineConfig(epochs=1, prune_params=0.5, device="cpu", workers=0), saved)  # may change
     with pytest.raises(ValueError) as e:
-        check_same_settings(PipelineConfig(epochs=2, prune_ratio=0.3), saved)
+        check_same_settings(PipelineConfig(epochs=2, prune_params=0.3), saved)
     msg = str(e.value)
-    assert "epochs: 1 -> 2" in msg and "prune_ratio: 0.5 -> 0.3" in msg and "--name exp2" in msg
+    assert "epochs: 1 -> 2" in msg and "prune_params: 0.5 -> 0.3" in msg and "--name exp2" in msg
 
 
 def test_a_failed_stage_is_one_error_naming_it():
