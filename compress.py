@@ -3,7 +3,8 @@ distillation, distil a small student and train the same student alone for compar
 same split, export the smallest (of equally small, the most accurate) to ONNX, quantize it to INT8, and report.
 
     python compress.py                                   # the bundled BCCD and teacher, settings of data/pipeline.yaml
-    python compress.py --data data/mydata.yaml --epochs 100 --imgsz 640 --settings my_pipeline.yaml
+    python compress.py --data data/mydata.yaml --teacher runs/train/exp/weights/best.pt --imgsz 640 --epochs 100
+    python compress.py --data data/mydata.yaml --teacher models/yolov5s.yaml   # train the teacher first
     python compress.py --settings my_pipeline.yaml --name bigger
 
 Every stage prints the command that runs it by hand; a stage whose output exists is skipped, so running the
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> Path:
     ns = parse_args(argv)
     settings = ns.settings if ns.settings != DEFAULT_SETTINGS or Path(ns.settings).is_file() else None
     cfg = load_pipeline_config(
-        settings, data=ns.data, epochs=ns.epochs, kd_epochs=ns.epochs, imgsz=ns.imgsz, device=ns.device,
-        project=ns.project, name=ns.name,
+        settings, data=ns.data, teacher=ns.teacher, epochs=ns.epochs, kd_epochs=ns.epochs, imgsz=ns.imgsz,
+        device=ns.device, project=ns.project, name=ns.name,
     )  # fmt: skip
     return run_pipeline(cfg)
 

@@ -11,7 +11,7 @@ from utils.pruning.config import IMPORTANCE_KINDS
 
 # The settings compress.py also takes as flags; the other flag(...) fields are yaml keys whose range is declared
 # the same way, and their errors name the key.
-COMMAND_LINE = ("data", "epochs", "imgsz", "device", "project", "name")
+COMMAND_LINE = ("data", "teacher", "epochs", "imgsz", "device", "project", "name")
 
 
 @dataclass
@@ -23,18 +23,20 @@ class PipelineConfig(PlainConfig):
     """
 
     data: str = flag("data/bccd.yaml", help="dataset yaml")
-    # the teacher: a trained checkpoint used as it is, or a model yaml trained first (``epochs``, ``hyp``)
-    teacher: str = "weights/yolov5s-bccd.pt"
+    teacher: str = flag(
+        "weights/yolov5s-bccd.pt", help="a trained checkpoint (used as it is), or a model yaml to train first"
+    )
     student: str = "models/yolov5n.yaml"  # model yaml of the baseline and the distilled student
     imgsz: int = flag(160, low=1, aliases=("--img",), help="image size, px")
     epochs: int = flag(
-        40, low=1, help="epochs of the baseline student (and of a teacher to train); the flag sets kd_epochs too"
+        25, low=1, help="epochs of the baseline student (and of a teacher to train); the flag sets kd_epochs too"
     )
-    kd_epochs: int = flag(40, low=1, help="epochs of the distilled student")
+    kd_epochs: int = flag(25, low=1, help="epochs of the distilled student")
     recover_epochs: int = flag(
         20, low=1, help="epochs of the pruned teacher, fine-tuned by distillation from the unpruned one"
     )
     batch_size: int = flag(16, low=1, help="images per batch")
+    noval: bool = True  # validate the trained models only after their last epoch (train.py --noval): faster
     hyp: str = "data/hyps/hyp.scratch-low.yaml"
     kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # see train_kd.py --kd-output
     kd_feature: str = flag("none", choices=FEATURE_KINDS, help="see train_kd.py --kd-feature")

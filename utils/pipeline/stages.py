@@ -89,7 +89,7 @@ def _train_args(cfg: PipelineConfig, run: Path, name: str, epochs: int) -> list[
     return [
         "--data", cfg.data, "--imgsz", str(cfg.imgsz), "--epochs", str(epochs), "--batch-size", str(cfg.batch_size),
         "--workers", str(cfg.workers), "--seed", str(cfg.seed), "--project", str(run), "--name", name, "--exist-ok",
-        *(["--device", cfg.device] if cfg.device else []),
+        *(["--device", cfg.device] if cfg.device else []), *(["--noval"] if cfg.noval else []),
     ]  # fmt: skip
 
 

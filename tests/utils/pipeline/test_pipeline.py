@@ -36,6 +36,17 @@ def test_the_settings_file_holds_the_defaults():
     assert load_pipeline_config(str(REPO / "data" / "pipeline.yaml")) == PipelineConfig()
 
 
+def test_compress_flags_override_the_settings(monkeypatch):
+    import compress
+
+    seen = []
+    monkeypatch.setattr(compress, "run_pipeline", seen.append)
+    compress.main(["--teacher", "models/yolov5s.yaml", "--epochs", "3", "--imgsz", "96"])
+    (cfg,) = seen
+    assert (cfg.teacher, cfg.epochs, cfg.kd_epochs, cfg.imgsz) == ("models/yolov5s.yaml", 3, 3, 96)
+    assert cfg.recover_epochs == PipelineConfig().recover_epochs and cfg.data == "data/bccd.yaml"
+
+
 def test_interrupted_training_stage_resumes(tmp_path):
     cfg = PipelineConfig(teacher="models/yolov5s.yaml")
     last = tmp_path / "teacher" / "weights" / "last.pt"
