@@ -56,7 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", action="store_true", help="compare calibration methods and per-channel instead")
     p.add_argument("--methods", nargs="+", default=list(CALIBRATION_METHODS), choices=CALIBRATION_METHODS,
                    help="--calibration: the methods to compare")  # fmt: skip
-    p.add_argument("--report-only", action="store_true", help="with --calibration: rebuild its table from the JSON")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the tables from the saved JSON (with --calibration: the calibration table)",
+    )
     p.add_argument("--workers", type=int, default=2, help="val dataloader workers")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument(
@@ -202,24 +206,34 @@ def report(results: list[dict], begin: str = MARK_BEGIN, end: str = MARK_END) ->
     r = results[-1]
     lat = r["latency"]
     agree = "; ".join(
-        f"{x['imgsz']} px: {x['agreement']['float_matched']:.1%} of float detections found by INT8, "
-        f"{x['agreement']['int8_matched']:.1%} of INT8 detections found by float"
+        f"`{Path(x['weights']).name}` at {x['imgsz']} px: {x['agreement']['float_matched']:.1%} of float detections "
+        f"found by INT8, {x['agreement']['int8_matched']:.1%} of INT8 detections found by float"
         for x in results
         if x["agreement"]
     )
+    commands = "; ".join(f"`{c}`" for c in dict.fromkeys(x["command"] for x in results))
+    commits = ", ".join(dict.fromkeys(x["environment"]["commit"] for x in results))
     lines += [
         "",
         f"BCCD val split (87 images), conf 0.001, IoU 0.6. INT8: onnxruntime {r['onnxruntime']} static QDQ, "
         f"{r['settings']['method']} calibration on {r['calib_images']} train images, per-channel "
         f"{'on' if r['settings']['per_channel'] else 'off'}, decode in float. Latency: median of {lat['rounds']} "
         f"alternating rounds x {lat['runs']} calls, {lat['threads']} thread(s), CPU {r['environment']['cpu']} "
-        f"with {', '.join(r['cpu_features']) or 'no VNNI/AMX'}. Detections after NMS (conf 0.25): {agree}. "
+        f"with {', '.join(r['cpu_features']) or 'no VNNI/AMX'}; each model's three formats are timed with each "
+        f"other, not with the other models. Detections after NMS (conf 0.25): {agree}. "
         "The PyTorch file is the checkpoint as given (upstream's store fp16 weights); it runs in fp32.",
         "",
-        f"Command: `{r['command']}` (commit {r['environment']['commit']}).",
+        f"Commands: {commands} (commits {commits}); the table is rebuilt from every saved result by "
+        "`python benchmarks/int8_bccd.py --report-only`.",
         end,
     ]
     return "\n".join(lines)
+
+
+def saved_results() -> list[dict]:
+    """Every model and size measured so far (benchmarks/results/int8_bccd/<weights>_<imgsz>.json), in order."""
+    found = [json.loads(p.read_text()) for p in RESULTS.glob("*.json") if not p.stem.endswith("_calibration")]
+    return sorted(found, key=lambda r: (Path(r["weights"]).name, r["imgsz"]))
 
 
 def calibration_report(results: list[dict]) -> str:
@@ -263,6 +277,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results = saved_calibrations(a.weights)
         write_doc_section(a.doc, calibration_report(results), CAL_BEGIN, CAL_END, "INT8 calibration on BCCD")
         return results
+    if a.report_only:
+        _write_reports(a, saved_results())
+        return saved_results()
     if not a.weights.is_file():
         raise FileNotFoundError(f"--weights {a.weights} does not exist")
     data = bccd_data_yaml()
@@ -279,10 +296,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             write_json(RESULTS / f"{tag}.json", r)
         results.append(r)
     if not a.calibration:
-        write_doc_section(a.doc, report(results), MARK_BEGIN, MARK_END, "INT8 on the CPU (BCCD)")
-        if a.readme:
-            write_doc_section(Path(a.readme), report(results, README_BEGIN, README_END), README_BEGIN, README_END)
+        _write_reports(a, saved_results())
     return results
+
+
+def _write_reports(a: argparse.Namespace, results: list[dict]) -> None:
+    write_doc_section(a.doc, report(results), MARK_BEGIN, MARK_END, "INT8 on the CPU (BCCD)")
+    if a.readme:
+        write_doc_section(Path(a.readme), report(results, README_BEGIN, README_END), README_BEGIN, README_END)
 
 
 if __name__ == "__main__":
