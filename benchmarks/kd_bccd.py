@@ -176,7 +176,9 @@ def report(s: dict) -> str:
                   f"mAP50-95 {t['mAP50-95']:.3f}.", ""]  # fmt: skip
     lines += [
         f"yolov5n students from scratch, {s['epochs']} epochs at {s['imgsz']} px, batch 16, `--noval`; mAP of the "
-        "last epoch's EMA weights on the BCCD val split (87 images). Spread = best seed - worst seed.",
+        "last epoch's EMA weights on the BCCD val split (87 images). Spread = best seed - worst seed. s/epoch: wall "
+        "time of the run on one core of a machine shared with other work, pauses included: it says little about "
+        "speed (benchmarks/kd_speed.py measures that).",
         "",
         "| student | mAP50-95 per seed | mean | spread | vs alone | mAP50 mean | s/epoch |",
         "|---|---|---|---|---|---|---|",
