@@ -12,6 +12,7 @@ the graph as every node downstream of the head's convolutions (the last convolut
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections import deque
@@ -225,10 +226,13 @@ def quantize_onnx(
         )  # fmt: skip
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+    source = float_path.resolve()
+    # onnxruntime may drop files into the working directory (e.g. sym_shape_infer_temp.onnx when shape inference is
+    # incomplete): it works in the temporary folder, so that nothing is left beside the user's files
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp, contextlib.chdir(tmp):
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
-            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         except Exception as e:  # onnxruntime raises a variety of errors for graphs it cannot handle
             raise ValueError(f"{float_path}: onnxruntime could not prepare it for quantization ({e})") from e
         model = onnx.load(str(prepared))

@@ -17,6 +17,7 @@ from utils.checkpoint import make_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.export import ExportConfig, QuantizeSettings, detection_agreement, load_backend, quantize_onnx, run_export
 from utils.export.quantize import QDQ_OPS, decode_nodes, float_decode_violations
+from utils.export.run import split_images
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "data" / "bccd_sample"
@@ -170,6 +171,28 @@ def test_a_model_onnxruntime_cannot_quantize_fails_with_the_float_onnx_written(t
     message = _run_cli([*argv, "--no-check"], caplog)
     assert "n.onnx: onnxruntime could not quantize it (RuntimeError: unsupported operator)" in message
     assert weights.with_suffix(".onnx").is_file() and not (tmp_path / "n-int8.onnx").exists()
+
+
+def test_onnxruntime_leftovers_stay_out_of_the_working_directory(int8_export, tmp_path, monkeypatch):
+    """onnxruntime writes sym_shape_infer_temp.onnx into the working directory when shape inference is incomplete;
+    quantization runs elsewhere, so a user's folder (here a relative output path in it) gets only the INT8 file."""
+    import onnxruntime.quantization
+
+    real = onnxruntime.quantization.quantize_static
+
+    def leaves_a_file(*args, **kwargs):
+        Path("sym_shape_infer_temp.onnx").write_bytes(b"left behind")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", leaves_a_file)
+    data, result = int8_export
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(result.files["onnx"], work / "m.onnx")
+    monkeypatch.chdir(work)
+    images = split_images(data, "train", 2)
+    assert quantize_onnx("m.onnx", images, "m-int8.onnx") == Path("m-int8.onnx")
+    assert sorted(p.name for p in work.iterdir()) == ["m-int8.onnx", "m.onnx"]
 
 
 def test_a_graph_without_convolutions_is_not_quantizable():
