@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
 from models.yolo import Model
+from utils.cli import run_main
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
@@ -120,4 +121,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

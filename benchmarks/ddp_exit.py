@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, environment, write_json
+from utils.cli import run_main
 
 
 def one_run(workdir: Path, timeout: float) -> dict:
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

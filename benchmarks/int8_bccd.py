@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
+from utils.cli import run_main
 from utils.export import ExportConfig, QuantizeSettings, detection_agreement, quantize_onnx, run_export
 from utils.export.formats import INPUT_NAME
 from utils.export.quantize import CALIBRATION_METHODS, letterboxed
@@ -307,4 +308,4 @@ def _write_reports(a: argparse.Namespace, results: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import REPO, bccd_data_yaml, environment, train_resumable, write_doc_section, write_json
+from utils.cli import run_main
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
@@ -203,4 +204,4 @@ def report(s: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ from benchmarks.common import REPO, environment, step_times, write_json
 from benchmarks.throughput import random_targets
 from models.yolo import Model
 from utils.checkpoint import make_checkpoint, save_checkpoint
+from utils.cli import run_main
 from utils.distill.config import KDConfig
 from utils.distill.distiller import Distiller
 from utils.distill.teacher import load_teacher
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
 from models.loading import load_model
+from utils.cli import run_main
 from utils.distill.config import OUTPUT_KINDS, KDConfig
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
@@ -227,4 +228,4 @@ def _write_doc(path: Path, s: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,6 +17,7 @@ import torch
 
 from benchmarks.common import REPO, environment, step_times, write_json
 from models.yolo import Model
+from utils.cli import run_main
 from utils.torch_utils import select_device
 from utils.training.addons import RunContext
 from utils.training.step import bare_stepper
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

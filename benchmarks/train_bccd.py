@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, bccd_data_yaml, environment, write_json
+from utils.cli import run_main
 from utils.data import load_data_config
 from utils.data.images import list_images
 from utils.log import setup_logging
@@ -70,4 +71,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
