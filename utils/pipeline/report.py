@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 
 from models import load_model
-from utils.pipeline.stages import Models, metrics_file
+from utils.pipeline.stages import Models, read_metrics
 from utils.torch_utils import count_parameters, model_flops, select_device
 
 LOGGER = logging.getLogger(__name__)
@@ -72,14 +71,13 @@ def _onnx_call(path: Path, imgsz: int) -> Callable[[], object]:
     return lambda: session.run(None, feed)
 
 
-def _read_metrics(row: Row, metrics: Path) -> None:
-    if metrics.is_file():
-        m = json.loads(metrics.read_text())
+def _read_metrics(row: Row, run: Path) -> None:
+    m = read_metrics(run, row.name)
+    if m is not None:
         row.map50, row.map = m["mAP50"], m["mAP50-95"]
 
 
-def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, exported: str | None,
-            models: Models) -> None:  # fmt: skip
+def measure(rows: list[Row], models: Models, imgsz: int, runs: int, device: str, exported: str | None) -> None:
     """Fill each row from its metrics.json (training's or val.py's) and from timing its model here; the exported
     model also gets its ONNX latency, and an INT8 row is appended when ``models.int8`` exists. PyTorch models are
     timed in alternation with each other, the float and INT8 ONNX files with each other."""
@@ -87,7 +85,7 @@ def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, expo
     x = torch.zeros(1, 3, imgsz, imgsz, device=dev)
     calls = {}
     for row in rows:
-        _read_metrics(row, metrics_file(run, row.name))
+        _read_metrics(row, models.run)
         model = load_model(row.weights, device=dev, fuse=True)
         row.params, row.gflops = count_parameters(model), model_flops(model, imgsz)
         row.mb = row.weights.stat().st_size / 1e6
@@ -102,12 +100,12 @@ def measure(rows: list[Row], run: Path, imgsz: int, runs: int, device: str, expo
         onnx["int8"] = _onnx_call(models.int8, imgsz)
         q = Row("int8", models.int8, params=source.params, mb=models.int8.stat().st_size / 1e6,
                 title=f"{source.label}, INT8 ONNX")  # fmt: skip
-        _read_metrics(q, metrics_file(run, "int8"))
+        _read_metrics(q, models.run)
         rows.append(q)
     times = alternating_ms(onnx, runs)
     source.onnx_ms = times["float"]
     if "int8" in times:
-        rows[-1].onnx_ms = times["int8"]
+        q.onnx_ms = times["int8"]
 
 
 def _infer(model: torch.nn.Module, x: torch.Tensor) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from utils.pipeline.stages import (
     Stage,
     build_stages,
     given_teacher,
-    metrics_file,
+    read_metrics,
     run_stages,
 )
 from utils.torch_utils import count_parameters
@@ -28,9 +27,8 @@ def smallest(models: Models) -> str | None:
     from models import load_model
 
     def key(name: str) -> tuple[int, float]:
-        metrics = metrics_file(models.run, name)
-        score = json.loads(metrics.read_text())["mAP50-95"] if metrics.is_file() else -1.0
-        return count_parameters(load_model(models.weights(name))), -score
+        metrics = read_metrics(models.run, name)
+        return count_parameters(load_model(models.weights(name))), -(metrics["mAP50-95"] if metrics else -1.0)
 
     found = [n for n in MODEL_NAMES if models.weights(n).is_file()]
     return min(found, key=key, default=None)
@@ -92,7 +90,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     def report() -> None:
         rows = [Row(n, models.weights(n)) for n in MODEL_NAMES if models.weights(n).is_file()]
         exported = smallest(models) if models.onnx.is_file() else None
-        measure(rows, run, cfg.imgsz, cfg.latency_runs, cfg.device, exported, models)
+        measure(rows, models, cfg.imgsz, cfg.latency_runs, cfg.device, exported)
         plot = plot_comparison(rows, run / "compare.png")
         trained = "teacher, baseline" if models.teacher is None else "baseline; the teacher was given"
         facts = {

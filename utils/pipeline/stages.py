@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shlex
 import signal
@@ -206,6 +207,12 @@ def run_child(cmd: list[str]) -> int:
 
 #: the models the report compares, in table order
 MODEL_NAMES = ("teacher", "baseline", "distilled", "recovered")
+
+
+def read_metrics(run: Path, name: str) -> dict | None:
+    """Model ``name``'s metrics (val.py's metrics.json: mAP50, mAP50-95, ...), None where it has none yet."""
+    path = metrics_file(run, name)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def metrics_file(run: Path, name: str) -> Path:
