@@ -7,9 +7,9 @@ The score of a (box, class) pair is ``objectness * class_probability``: objectne
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms
 
 from utils.boxes import xywh2xyxy
+from utils.tvops import batched_nms
 
 __all__ = ["non_max_suppression"]
 

@@ -289,7 +289,7 @@ class Agreement:
 def _matched(a: torch.Tensor, b: torch.Tensor, iou: float) -> int:
     """How many detections of ``a`` ``[n, 6]`` (xyxy, score, class) have one of ``b`` of the same class with
     IoU >= ``iou``."""
-    from torchvision.ops import box_iou
+    from utils.boxes import box_iou
 
     if len(a) == 0 or len(b) == 0:
         return 0
