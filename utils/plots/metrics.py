@@ -149,8 +149,6 @@ def plot_confusion_matrix(
         names: ``nc`` class names; class ids when absent. Tick labels are shown up to 30 classes.
         normalize: divide each column by its total (fraction of each true class); values below 0.005 are blank.
     """
-    import seaborn as sn
-
     m = matrix.matrix if isinstance(matrix, ConfusionMatrix) else np.asarray(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         raise ValueError(f"matrix has shape {m.shape}; expected a square [nc + 1, nc + 1] array with nc >= 1")
@@ -165,20 +163,17 @@ def plot_confusion_matrix(
     side = 4 + 0.45 * (nc + 1) if ticks else 12
     fig = _new_figure((min(side + 2, 16), min(side, 14)))
     ax = fig.add_subplot()
-    sn.heatmap(
-        data,
-        ax=ax,
-        annot=nc < 30,
-        annot_kws={"size": 8},
-        cmap="Blues",
-        fmt=".2f" if normalize else ".0f",
-        square=True,
-        vmin=0.0,
-        vmax=1.0 if normalize else None,
-        xticklabels=labels if ticks else "auto",
-        yticklabels=labels if ticks else "auto",
-        cbar_kws={"shrink": 0.8},
-    )
+    vmax = 1.0 if normalize else max(float(np.nanmax(data)) if np.isfinite(data).any() else 1.0, 1.0)
+    image = ax.imshow(data, cmap="Blues", vmin=0.0, vmax=vmax)  # NaN cells (below 0.005) stay blank
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    if nc < 30:  # the value in each cell, dark text on light cells and light text on dark ones
+        for (row, col), value in np.ndenumerate(data):
+            if np.isfinite(value):
+                ax.text(col, row, f"{value:.2f}" if normalize else f"{value:.0f}", ha="center", va="center",
+                        size=8, color="white" if value > 0.6 * vmax else "black")  # fmt: skip
+    if ticks:
+        ax.set_xticks(range(nc + 1), labels, rotation=90)
+        ax.set_yticks(range(nc + 1), labels)
     ax.set_xlabel("True")
     ax.set_ylabel("Predicted")
     ax.set_title("Confusion matrix" + (" (normalised by true class)" if normalize else ""))
