@@ -5,9 +5,11 @@ Used by ``val.py`` and, after every epoch, by the training engine.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from utils.coco import detections_to_coco, image_id_from_path, save_coco_json
 from utils.data.labels import write_label_file
 from utils.metrics import IOU_THRESHOLDS, APResult, ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
+from utils.torch_utils import fast_layout
 
 LOGGER = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ def evaluate(
     if save_dir is not None and cfg.save_txt:
         (save_dir / "labels").mkdir(parents=True, exist_ok=True)
 
+    plotter = _plotter() if cfg.plots and save_dir is not None else None
     stats: list[tuple[torch.Tensor, ...]] = []
     json_rows: list[dict] = []
     loss_sums: dict[str, float] = {}
@@ -111,7 +115,7 @@ def evaluate(
     for batch_i, (imgs, targets, paths, shapes) in enumerate(tqdm(loader, desc=f"{desc:>10}", leave=False)):
         t0 = time.perf_counter()
         imgs = imgs.to(device, non_blocking=True)
-        imgs = (imgs.half() if half else imgs.float()) / 255
+        imgs = fast_layout((imgs.half() if half else imgs.float()) / 255)
         targets = targets.to(device)
         batch, _, height, width = imgs.shape
         _sync(device)
@@ -154,10 +158,12 @@ def evaluate(
                 write_label_file(save_dir / "labels" / f"{path.stem}.txt", det_native, orig_hw, cfg.save_conf)
             if cfg.save_json:
                 json_rows += detections_to_coco(det_native, image_id_from_path(path))
-        if cfg.plots and save_dir is not None and batch_i < 3:
-            _plot_batch(imgs, targets, dets, paths, names, save_dir, batch_i)
+        if plotter is not None and batch_i < 3:
+            plotter.submit(_plot_batch, imgs, targets, dets, paths, names, save_dir, batch_i)
 
-    result = _summarise(stats, nc, names, cfg, save_dir, confusion, seen)
+    result = _summarise(stats, nc, names, cfg, save_dir, confusion, seen, plotter)
+    if plotter is not None:
+        plotter.shutdown(wait=True)  # every plot is written when evaluate returns
     result.losses = {k: v / max(len(loader), 1) for k, v in loss_sums.items()}
     result.speed_ms = {
         k: t / max(seen, 1) * 1e3 for k, t in zip(("preprocess", "inference", "nms"), times, strict=True)
@@ -170,7 +176,16 @@ def evaluate(
     return result
 
 
-def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int) -> EvalResult:
+def _plotter() -> ThreadPoolExecutor:
+    """One thread that draws the plots while the main thread goes on with forward passes (which release the
+    interpreter lock): it starts by importing the plotting modules (Matplotlib takes ~0.7 s to import)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots")
+    pool.submit(importlib.import_module, "utils.plots.metrics")
+    pool.submit(importlib.import_module, "utils.plots.batches")
+    return pool
+
+
+def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int, plotter=None) -> EvalResult:
     result = EvalResult(maps=np.zeros(nc), images=seen)
     if not stats:
         return result
@@ -185,8 +200,8 @@ def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int
         result.maps = np.full(nc, result.map)
         for i, c in enumerate(ap.classes):
             result.maps[int(c)] = ap.ap50_95[i]
-        if cfg.plots and save_dir is not None:
-            _plot_curves(ap, confusion, names if not cfg.single_cls else ["item"], save_dir)
+        if plotter is not None:
+            plotter.submit(_plot_curves, ap, confusion, names if not cfg.single_cls else ["item"], save_dir)
     counts = np.bincount(target_cls.astype(int), minlength=nc)
     images_with = np.zeros(nc, dtype=int)
     for s in stats:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import os
 import random
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -39,6 +41,36 @@ def select_device(device: str | int | torch.device = "") -> torch.device:
     if bad:
         raise ValueError(f"device '{device}' requested but only {n} CUDA device(s) are visible")
     return torch.device(f"cuda:{ids[0]}")
+
+
+def keep_freed_memory() -> bool:
+    """Let the C allocator keep freed memory for the next allocation instead of handing it back to the system.
+
+    On the CPU a training step allocates activations of tens of MB; glibc serves every block above 32 MB from a
+    fresh ``mmap`` and unmaps it when freed, so each step page-faults all of it in again (a yolov5s step at batch
+    16, 320 px: 1.5 M page faults in 8 steps, 0.54 M with this, and 1.60 instead of 1.71 s per step, median of
+    4 alternating rounds on 2 cores). Turning ``mmap`` off for large blocks and never
+    trimming the heap keeps that memory mapped: the process holds its peak memory until it exits, which a
+    training or validation process does anyway. Linux with glibc only; elsewhere nothing changes. Returns whether
+    it was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters of glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+def fast_layout(imgs: torch.Tensor) -> torch.Tensor:
+    """``imgs [B, 3, H, W]`` in the memory layout the convolutions run fastest in on its device: channels-last on
+    the CPU (oneDNN; a yolov5s forward at batch 16, 320 px: 24 against 31 ms per image on 2 cores), as given on
+    CUDA (where the layout is left to the caller). Values and shape are unchanged."""
+    if imgs.device.type == "cpu" and imgs.dim() == 4:
+        return imgs.contiguous(memory_format=torch.channels_last)
+    return imgs
 
 
 def init_seeds(seed: int = 0, deterministic: bool = False) -> None:

@@ -11,7 +11,7 @@ from utils.data import create_dataloader, load_data_config
 from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
 from utils.export.backend import load_backend
 from utils.files import increment_path
-from utils.torch_utils import select_device
+from utils.torch_utils import keep_freed_memory, select_device
 
 LOGGER = logging.getLogger(__name__)
 TASKS = ("train", "val", "test", "speed")
@@ -57,6 +57,8 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
     without plots or files.
     """
     device = select_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     model = load_backend(cfg.weights, device=device, fuse=True)
     data = load_data_config(cfg.data, single_cls=cfg.single_cls)
     if not cfg.single_cls and model.nc != data.nc:

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -30,7 +31,7 @@ from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_jso
 from utils.files import increment_path, make_dir, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
-from utils.torch_utils import init_seeds, select_device
+from utils.torch_utils import init_seeds, keep_freed_memory, select_device
 from utils.training import distributed as ddp
 from utils.training.addons import AddOn, ModelSetup, RunContext
 from utils.training.config import TrainConfig
@@ -73,6 +74,10 @@ class Trainer:
         self.resume_ckpt: dict | None = None
         self.new_dir = False
         self.stepper: Stepper | None = None
+        self.final_result: EvalResult | None = None  # the validation of the last epoch, when it ran
+        # plots are drawn on this thread while training goes on; run() waits for them before it returns
+        self.plotter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots")
+        self.plot_jobs: list[Future] = []
         if cfg.resume:
             if addons:
                 raise ValueError("--resume continues a run with the add-ons its checkpoint records; give none")
@@ -110,6 +115,8 @@ class Trainer:
             LOGGER.warning("--device %s: one process trains on one GPU (%s); for several GPUs start it with "
                            "torchrun --nproc_per_node N", cfg.device, self.device)  # fmt: skip
         self.amp = self.device.type == "cuda"
+        if self.device.type == "cpu":
+            keep_freed_memory()
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
         self.hyp = load_hyp(cfg.hyp)
         self.data = load_data_config(cfg.data, single_cls=cfg.single_cls)
@@ -253,6 +260,7 @@ class Trainer:
                 LOGGER.warning("Interrupted. Continue: %s", os.environ.get("RESUME_HINT", f"--resume {self.last}"))
             raise
         finally:
+            self.plotter.shutdown(wait=True)
             if self.lock is not None:
                 self.lock.release()
             for addon in self.addons:
@@ -304,6 +312,7 @@ class Trainer:
         if not self.dist.main:
             return TrainResult(self.save_dir, self.last, None, self.start_epoch + epochs_done, 0.0, {}, seconds)
         result = self._finish(epochs_done, seconds)
+        self._plots_drawn()
         self.tb.close(self.start_epoch + epochs_done - 1)
         return result
 
@@ -314,10 +323,17 @@ class Trainer:
         validated = not cfg.noval or final_epoch
         improved = epoch == 0  # best.pt exists from the start; validated epochs replace it
         if validated:
+            # the last epoch's validation is the run's final one when best.pt ends up holding these weights: it
+            # writes the plots and prints per class, and _finish does not evaluate the same weights again
+            final_plots = final_epoch and not cfg.noplots
             self.last_result = evaluate(
-                self.ema.ema, self.val_loader, self.names, EvalConfig(single_cls=cfg.single_cls),
+                self.ema.ema, self.val_loader, self.names,
+                EvalConfig(single_cls=cfg.single_cls, plots=final_plots, verbose=final_epoch),
                 loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
+                save_dir=self.save_dir if final_plots else None,
             )  # fmt: skip
+            if final_epoch:
+                self.final_result = self.last_result
             fitness = self.last_result.fitness()
             improved = fitness > self.best_fitness or epoch == 0
             if improved:
@@ -332,6 +348,8 @@ class Trainer:
         row.update({f"val/{k}_loss": self.last_result.losses.get(k, "") if validated else "" for k in GT_LOSS_NAMES})
         row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
         self.csv.append(row)
+        if self.tb.enabled:
+            self._plots_drawn()  # normally long done: they were asked for at the start of the epoch
         self.tb.log_epoch(epoch, row)
         if not cfg.nosave or final_epoch:
             self._save(epoch, improved)
@@ -419,17 +437,22 @@ class Trainer:
         best = self.best if self.best.exists() else None
         metrics: dict[str, float] = {}
         if best is not None:
-            from models import load_model
+            last_epoch = self.start_epoch + epochs_done - 1
+            if self.final_result is not None and self.best_epoch == last_epoch:
+                result = self.final_result
+                LOGGER.info("%s holds the last epoch's weights (in fp16), validated above", best)
+            else:
+                from models import load_model
 
-            LOGGER.info("Validating %s...", best)
-            result = evaluate(
-                load_model(best, device=self.device), self.val_loader, self.names,
-                EvalConfig(single_cls=self.cfg.single_cls, plots=not self.cfg.noplots, verbose=True),
-                save_dir=self.save_dir, desc="best.pt",
-            )  # fmt: skip
+                LOGGER.info("Validating %s...", best)
+                result = evaluate(
+                    load_model(best, device=self.device), self.val_loader, self.names,
+                    EvalConfig(single_cls=self.cfg.single_cls, plots=not self.cfg.noplots, verbose=True),
+                    save_dir=self.save_dir, desc="best.pt",
+                )  # fmt: skip
             metrics = result.metrics()
             write_metrics_json(result, self.save_dir / "metrics.json", self.names, self.cfg.single_cls,
-                               weights=str(best), data=self.cfg.data, task="val",
+                               weights=str(best), data=self.cfg.data, task="val", epoch=self.best_epoch,
                                settings=self.cfg.to_dict())  # fmt: skip
         if not self.cfg.noplots:
             self._plot("results", self.save_dir / "results.csv")
@@ -449,7 +472,15 @@ class Trainer:
         )  # fmt: skip
 
     def _plot(self, kind: str, path: Path, *args) -> None:
-        """Plots never stop training: failures are logged."""
+        """Draw a plot on the plotting thread; plots never stop training: failures are logged."""
+        self.plot_jobs.append(self.plotter.submit(self._draw, kind, path, *args))
+
+    def _plots_drawn(self) -> None:
+        """Wait for the plots asked for so far (TensorBoard logs the images it finds on disk)."""
+        wait(self.plot_jobs)
+        self.plot_jobs.clear()
+
+    def _draw(self, kind: str, path: Path, *args) -> None:
         try:
             if kind == "labels":
                 from utils.plots.labels import plot_labels

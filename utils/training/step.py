@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from utils.torch_utils import fast_layout
 from utils.training.addons import AddOn, StepBatch
 
 MAX_GRAD_NORM = 10.0
@@ -76,7 +77,7 @@ class Stepper:
         and ``targets`` ``[N, 6]``."""
         n = imgs.shape[0]
         extra = [x for a in self.addons if (x := a.extra_images(imgs)) is not None]
-        every = torch.cat([imgs, *extra]) if extra else imgs
+        every = fast_layout(torch.cat([imgs, *extra]) if extra else imgs)
         with torch.autocast(self.device.type, enabled=self.amp):
             preds = self.train_module(every)
             loss, parts = torch.zeros(1, device=self.device), {}

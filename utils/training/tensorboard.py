@@ -44,6 +44,11 @@ class TensorBoardLogger:
         if self.writer is not None:
             LOGGER.info("TensorBoard: view with 'tensorboard --logdir %s'", self.save_dir.parent)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is written (tensorboard is installed and the logger is open)."""
+        return self.writer is not None
+
     def log_epoch(self, epoch: int, row: dict) -> None:
         """One ``results.csv`` row (column name -> value) as scalars at ``epoch``, and any new mosaic images."""
         if self.writer is None:

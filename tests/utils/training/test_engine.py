@@ -170,3 +170,37 @@ def test_noval_leaves_unvalidated_epochs_blank(tmp_path, tiny_data):
     assert len(rows) == 2  # patience counts validated epochs only: no early stop
     assert rows[0]["metrics/mAP_0.5"] == "" and rows[0]["val/box_loss"] == ""
     assert rows[1]["metrics/mAP_0.5"] != "" and rows[1]["val/box_loss"] != ""
+
+
+def test_last_epoch_validated_once_when_best_pt_holds_it(tmp_path, tiny_data, monkeypatch):
+    import json
+
+    import utils.training.engine as engine
+
+    calls = []
+    real = engine.evaluate
+
+    def counting(model, *a, **kw):
+        calls.append(kw.get("desc"))
+        return real(model, *a, **kw)
+
+    monkeypatch.setattr(engine, "evaluate", counting)
+    result = train(_cfg(tmp_path, tiny_data, epochs=2, noval=True))
+    assert calls == ["val 2/2"]  # with --noval only the last epoch is validated, and best.pt holds that epoch
+    metrics = json.loads((result.save_dir / "metrics.json").read_text())
+    assert metrics["epoch"] == 1 and metrics["weights"] == str(result.best)
+    for name in ("PR_curve.png", "confusion_matrix.png", "val_batch0_pred.jpg", "results.png"):
+        assert (result.save_dir / name).is_file(), name  # the last validation drew the final plots
+
+
+def test_best_pt_of_an_earlier_epoch_is_validated_at_the_end(tmp_path, tiny_data, monkeypatch):
+    import utils.training.engine as engine
+
+    calls = []
+    real = engine.evaluate
+    monkeypatch.setattr(engine, "evaluate", lambda m, *a, **kw: calls.append(kw.get("desc")) or real(m, *a, **kw))
+    fitness = iter([0.5, 0.1])  # the first epoch scores best
+    monkeypatch.setattr(engine.EvalResult, "fitness", lambda self: next(fitness, 0.0))
+    result = train(_cfg(tmp_path, tiny_data, epochs=2, noplots=True))
+    assert calls == ["val 1/2", "val 2/2", "best.pt"]
+    assert torch.load(result.best, weights_only=True)["best_fitness"] == pytest.approx(0.5)
