@@ -43,6 +43,10 @@ class TrainConfig(PlainConfig):
     save_period: int = flag(-1, low=-1, help="also save epoch{N}.pt every this many epochs; -1 = off")
     seed: int = flag(0, help="global training seed")
     deterministic: bool = flag(False, help="ask torch for deterministic algorithms")
+    amp: bool = flag(False, help="mixed precision on the CPU too: bfloat16 autocast where the CPU has it (CUDA "
+                     "always trains in float16 mixed precision)")  # fmt: skip
+    compile: bool = flag(False, help="compile the model with torch.compile: minutes of compiling first, faster "
+                         "steps after (see docs/benchmarks.md)")  # fmt: skip
     sync_bn: bool = flag(False, help="BatchNorm statistics over all processes of a torchrun (DDP) run; CUDA only")
 
     def __post_init__(self) -> None:

@@ -114,7 +114,7 @@ class Trainer:
         if "," in str(cfg.device) and not self.dist.enabled:
             LOGGER.warning("--device %s: one process trains on one GPU (%s); for several GPUs start it with "
                            "torchrun --nproc_per_node N", cfg.device, self.device)  # fmt: skip
-        self.amp = self.device.type == "cuda"
+        self.amp = mixed_precision(self.device, cfg.amp)
         if self.device.type == "cpu":
             keep_freed_memory()
         init_seeds(cfg.seed, deterministic=cfg.deterministic)
@@ -142,6 +142,9 @@ class Trainer:
         if self.resume_ckpt is None and self.dist.main:
             self._before_first_epoch()
         wrapped = ddp.wrap_model(self.train_module, self.dist, self.device, cfg.sync_bn)
+        if cfg.compile:
+            LOGGER.info("Compiling the model (torch.compile): the first steps take minutes")
+            wrapped = torch.compile(wrapped)
         ddp.broadcast_module(self.ema.ema, self.dist)  # the main process's average (after autoanchor)
         run = RunContext(self.save_dir, self.device, self.names, self.train_loader, self.val_loader, cfg.imgsz,
                          self.hyp, resumed=self.resume_ckpt is not None, main=self.dist.main,
@@ -184,7 +187,8 @@ class Trainer:
         self.lf = lr_lambda(cfg.epochs, self.hyp["lrf"], cfg.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         self.ema = ModelEMA(self.model)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        # bfloat16 has float32's range: only float16 (CUDA) needs its loss scaled
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.device.type == "cuda")
         self.start_epoch, self.best_fitness, self.best_epoch = 0, 0.0, -1
         self.nonfinite_guard = NonFiniteGuard()
 
@@ -227,7 +231,7 @@ class Trainer:
         load_entry(self.optimizer, ckpt["optimizer"], "optimizer", path)
         if ckpt.get("scheduler"):
             load_entry(self.scheduler, ckpt["scheduler"], "scheduler", path)
-        if ckpt.get("scaler") and self.amp:
+        if ckpt.get("scaler") and self.scaler.is_enabled():
             load_entry(self.scaler, ckpt["scaler"], "scaler", path)
         if ckpt.get("ema"):
             load_entry(self.ema.ema, {k: v.float() for k, v in ckpt["ema"].items()}, "ema", path)
@@ -418,7 +422,7 @@ class Trainer:
     def _save(self, epoch: int, improved: bool) -> None:
         ckpt = make_checkpoint(
             self.model, self.names, ema=self.ema.ema, updates=self.ema.updates, optimizer=self.optimizer,
-            scheduler=self.scheduler, scaler=self.scaler if self.amp else None, epoch=epoch,
+            scheduler=self.scheduler, scaler=self.scaler if self.scaler.is_enabled() else None, epoch=epoch,
             best_fitness=self.best_fitness, train_args={**self.cfg.to_dict(), "addons": addon_records(self.addons)},
             extra={"addons": {a.kind: a.state_dict() for a in self.addons}, "best_epoch": self.best_epoch},
         )  # fmt: skip
@@ -496,6 +500,19 @@ class Trainer:
                 plot_results(path)
         except Exception as e:
             LOGGER.warning("plot %s failed: %s", path.name, e)
+
+
+def mixed_precision(device: torch.device, asked: bool) -> bool:
+    """Whether the run trains under autocast: always on CUDA (float16), on the CPU when ``--amp`` asks for it and
+    the CPU computes in bfloat16 (AVX-512 BF16 or AMX; elsewhere autocast would be slower than float32)."""
+    if device.type == "cuda":
+        return True
+    if not asked:
+        return False
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return True
+    LOGGER.warning("--amp: this %s has no bfloat16 arithmetic; training in float32", device.type)
+    return False
 
 
 def train(cfg: TrainConfig, addons: list[AddOn] | tuple[AddOn, ...] = ()) -> TrainResult:

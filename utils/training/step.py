@@ -42,7 +42,7 @@ class Stepper:
         gt_loss: ``(preds, targets) -> (loss [1], {"box", "obj", "cls"})``, or None for distillation terms alone.
         addons: the run's add-ons, in order.
         optimizer, scaler: the optimizer and the gradient scaler (disabled where AMP is off).
-        amp: autocast on ``device``'s type.
+        amp: autocast on ``device``'s type, in ``amp_dtype`` (float16 on CUDA, bfloat16 on the CPU).
         ema: the model average to update after each optimizer step, if any.
         world_size: processes of a DDP run; each scales its share of the loss back to the whole batch.
         agree: ``agree(flag)`` is True in every process when ``flag`` is True in all of them (DDP), else ``flag``.
@@ -59,11 +59,13 @@ class Stepper:
         device: torch.device,
         amp: bool = False,
         ema=None,
+        amp_dtype: torch.dtype | None = None,
         world_size: int = 1,
         agree: Callable[[bool], bool] = bool,
     ):
         self.train_module, self.model, self.gt_loss, self.addons = train_module, model, gt_loss, addons
         self.optimizer, self.scaler, self.device, self.amp, self.ema = optimizer, scaler, device, amp, ema
+        self.amp_dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
         self.world_size, self.agree = world_size, agree
         self.last_loss = 0.0  # the value of the last step's loss (for the message about a non-finite one)
 
@@ -78,8 +80,10 @@ class Stepper:
         n = imgs.shape[0]
         extra = [x for a in self.addons if (x := a.extra_images(imgs)) is not None]
         every = fast_layout(torch.cat([imgs, *extra]) if extra else imgs)
-        with torch.autocast(self.device.type, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             preds = self.train_module(every)
+            if self.amp:  # the losses in float32: box IoUs in bfloat16 would keep 3 significant digits
+                preds = [p.float() for p in preds]
             loss, parts = torch.zeros(1, device=self.device), {}
             if self.gt_loss is not None:
                 loss, parts = self.gt_loss([p[:n] for p in preds] if extra else preds, targets)
@@ -118,10 +122,11 @@ class Stepper:
             addon.after_optimizer_step()
 
 
-def bare_stepper(model: nn.Module, addons: list[AddOn], run, device: torch.device) -> Stepper:
+def bare_stepper(model: nn.Module, addons: list[AddOn], run, device: torch.device, amp: bool = False) -> Stepper:
     """A :class:`Stepper` outside a training run, for the speed benchmarks: the add-ons set up on ``model`` and
     prepared with ``run`` (a RunContext of a resumed run, so that nothing is measured or written), SGD with the
-    hyperparameters of ``run.hyp``, the ground-truth loss at ``run.imgsz``; no AMP, no EMA."""
+    hyperparameters of ``run.hyp``, the ground-truth loss at ``run.imgsz``; autocast if ``amp`` (float16 with a
+    scaler on CUDA, bfloat16 on the CPU), no EMA."""
     from utils.loss import LossConfig, YoloLoss
     from utils.training.addons import ModelSetup
     from utils.training.optim import build_optimizer
@@ -135,5 +140,5 @@ def bare_stepper(model: nn.Module, addons: list[AddOn], run, device: torch.devic
     hyp, detect = run.hyp, model.detect
     optimizer = build_optimizer([model, *extras], "SGD", hyp.get("lr0", 0.01), hyp.get("momentum", 0.937), 0.0)
     gt_loss = YoloLoss(detect, LossConfig.from_hyp(hyp, detect.nl, detect.nc, run.imgsz)) if setup.gt_loss else None
-    scaler = torch.amp.GradScaler(device.type, enabled=False)
-    return Stepper(TrainModule(model, extras), model, gt_loss, addons, optimizer, scaler, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    return Stepper(TrainModule(model, extras), model, gt_loss, addons, optimizer, scaler, device, amp=amp)

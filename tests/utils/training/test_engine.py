@@ -204,3 +204,52 @@ def test_best_pt_of_an_earlier_epoch_is_validated_at_the_end(tmp_path, tiny_data
     result = train(_cfg(tmp_path, tiny_data, epochs=2, noplots=True))
     assert calls == ["val 1/2", "val 2/2", "best.pt"]
     assert torch.load(result.best, weights_only=True)["best_fitness"] == pytest.approx(0.5)
+
+
+def test_amp_on_the_cpu_trains_in_bfloat16_and_resumes_so(tmp_path, tiny_data, monkeypatch):
+    import utils.training.engine as engine
+
+    if not engine.mixed_precision(torch.device("cpu"), True):
+        pytest.skip("this CPU has no bfloat16 arithmetic")
+    seen = set()
+    real = Stepper.losses
+
+    def losses(self, imgs, targets):
+        hook = self.model.model[0].conv.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+        try:
+            return real(self, imgs, targets)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(Stepper, "losses", losses)
+    stop_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, tiny_data, epochs=2, amp=True, noplots=True))
+    assert seen == {torch.bfloat16}
+    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    seen.clear()
+    resumed = train(TrainConfig(resume=str(last)))
+    assert seen == {torch.bfloat16} and resumed.epochs_completed == 2
+    assert torch.load(resumed.best, weights_only=True)["train_args"]["amp"] is True
+
+
+def test_amp_without_bfloat16_trains_in_float32_and_says_so(monkeypatch, caplog):
+    import utils.training.engine as engine
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        assert engine.mixed_precision(torch.device("cpu"), True) is False
+    assert "no bfloat16" in caplog.text
+    assert engine.mixed_precision(torch.device("cpu"), False) is False
+
+
+def test_compile_flag_compiles_the_trained_module(tmp_path, tiny_data, monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kw):  # torch.compile itself takes minutes on a CPU: only the wiring is checked here
+        compiled.append(type(module).__name__)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train(_cfg(tmp_path, tiny_data, epochs=1, compile=True, noplots=True))
+    assert compiled == ["TrainModule"]
