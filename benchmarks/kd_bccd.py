@@ -125,11 +125,25 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in a.seeds:  # seed by seed, so that an interrupted benchmark still has comparable sets
             for setting in a.settings:
                 _student(a, data, folder, setting, seed)
-    command = "python benchmarks/kd_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = measuring_command(sys.argv[1:] if argv is None else argv)
     summary = summarize(folder, a.seeds, a.settings, command)
     write_json(folder / "summary.json", summary)
     write_doc_section(a.doc, report(summary), MARK_BEGIN, MARK_END, "Distillation at convergence on BCCD")
     return summary
+
+
+def measuring_command(args: list[str]) -> str:
+    """The command that measures what the report shows: the given flags without ``--report-only`` and without the
+    folders, which are this machine's."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--results", "--runs"):
+            skip = True
+        elif arg != "--report-only" and not arg.startswith(("--results=", "--runs=")):
+            kept.append(arg)
+    return " ".join(["python -m benchmarks.kd_bccd", *kept])
 
 
 def summarize(folder: Path, seeds: list[int], settings: list[str], command: str) -> dict:

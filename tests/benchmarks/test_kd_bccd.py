@@ -79,3 +79,10 @@ def test_report_names_what_is_missing(tmp_path, teacher, tiny_data):
     doc = (tmp_path / "doc.md").read_text()
     assert "| `--kd-output bce` | 0.470 (s0) | 0.470 | 0.0 pt | +5.0 pt |" in doc
     assert "Not finished yet: bce_s1." in doc
+
+
+def test_the_report_names_the_measuring_command_not_the_report_or_this_machines_folders():
+    from benchmarks.kd_bccd import measuring_command
+
+    args = ["--report-only", "--results", "/work/x/results", "--runs=/tmp/runs", "--seeds", "0", "1", "--workers", "1"]
+    assert measuring_command(args) == "python -m benchmarks.kd_bccd --seeds 0 1 --workers 1"
