@@ -8,7 +8,8 @@ through the engine's step function (utils.training.step) and the same Distiller 
 memory layout and precision the engine trains in (channels-last on the CPU; bfloat16 autocast with --amp). The
 teacher is a randomly initialised model of the given yaml (speed does not depend on its weights), or a checkpoint
 given with --teacher-weights; its forward pass alone is timed on the same images, layout and precision. Every
-setting is timed once per round, rounds alternate, and each setting's figure is its median over all rounds. The
+setting is timed once per round, each round starting one setting later than the one before (so that none is
+always timed last), and each setting's figure is its median over all rounds. The
 ratio reported is a KD step over (plain step + teacher forward): the cost of distillation beyond running the
 teacher; the goal is at most 1.10. Writes JSON and the table in docs/benchmarks.md ("Cost of distillation").
 """
@@ -90,9 +91,10 @@ def measure(a) -> dict:
             fns[name] = lambda stepper=stepper: stepper.step(imgs, targets)
             addons += settings_addons
         times: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(a.rounds):
-            for name, fn in fns.items():
-                times[name] += step_times(fn, a.steps, a.warmup if r == 0 else 1, device)
+        names = list(fns)
+        for r in range(a.rounds):  # each round starts one setting later, so no setting is always timed last
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name] += step_times(fns[name], a.steps, a.warmup if r == 0 else 1, device)
             medians = ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in times.items())
             print(f"round {r + 1}/{a.rounds}: {medians}", flush=True)
         for addon in addons:
