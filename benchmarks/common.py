@@ -47,6 +47,14 @@ def environment() -> dict:
     }
 
 
+def environments_text(results: list[dict]) -> str:
+    """Where a table's saved results were measured, for its footnote: each distinct CPU, thread count and torch."""
+    envs = {
+        f"{e['cpu']}, {e['torch_threads']} threads, torch {e['torch']}" for e in (r["environment"] for r in results)
+    }
+    return "; ".join(sorted(envs))
+
+
 def write_json(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, environment, step_times, write_doc_section, write_json
+from benchmarks.common import REPO, environment, environments_text, step_times, write_doc_section, write_json
 from benchmarks.throughput import random_targets
 from models.yolo import Model
 from utils.cli import run_main
@@ -99,11 +99,10 @@ def report() -> Path:
             f"steps) |"
         )  # fmt: skip
     cmds = sorted({r["command"] for r in results})
-    envs = sorted({f"{r['environment']['cpu']}, {r['environment']['torch_threads']} threads, torch "
-                   f"{r['environment']['torch']}" for r in results})  # fmt: skip
     lines += ["", "Compile s: the compiled copy's first step at the batch size and at the epoch's last, smaller "
               "batch, less two steady steps. Step s: median over alternating rounds. Commands: "
-              + "; ".join(f"`{c}`" for c in cmds) + ". Measured on " + "; ".join(envs) + ".", "", END]  # fmt: skip
+              + "; ".join(f"`{c}`" for c in cmds) + f". Measured on {environments_text(results)}.", "",
+              END]  # fmt: skip
     return write_doc_section(DOC, "\n".join(lines), BEGIN, END, heading="Compiled training step (--compile)")
 
 

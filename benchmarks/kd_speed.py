@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, environment, step_times, write_doc_section, write_json
+from benchmarks.common import REPO, environment, environments_text, step_times, write_doc_section, write_json
 from benchmarks.throughput import random_targets
 from models.yolo import Model
 from utils.checkpoint import make_checkpoint, save_checkpoint
@@ -127,10 +127,8 @@ def report() -> Path:
             cells.append("" if s is None else f"{s:.3f}" + (f" ({ratio:.2f}x)" if ratio is not None else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cmds = sorted({r["command"] for r in results})
-    envs = sorted({f"{r['environment']['cpu']}, {r['environment']['torch_threads']} threads, torch "
-                   f"{r['environment']['torch']}" for r in results})  # fmt: skip
-    lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in cmds) + ". Measured on " + "; ".join(envs) + ".", "",
-              END]  # fmt: skip
+    where = environments_text(results)
+    lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in cmds) + f". Measured on {where}.", "", END]
     return write_doc_section(DOC, "\n".join(lines), BEGIN, END, heading="Cost of distillation")
 
 
