@@ -34,6 +34,7 @@ __all__ = [
     "attention_map",
     "cwd_loss",
     "fitnet_loss",
+    "grad_in_layout",
 ]
 
 
@@ -51,8 +52,33 @@ def _check_4d(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a feature map [B, C, H, W], got {shape}")
 
 
+class _GradInLayout(torch.autograd.Function):
+    """Identity whose backward hands the gradient back in the memory layout of its input.
+
+    The gradient of a mean over a feature map comes back in the default (NCHW) layout even when the map is
+    channels-last, as the engine's CPU step makes it; BatchNorm's backward on a channels-last input with an NCHW
+    gradient then takes a slow path (10-20x: 167 ms against 10 ms for a ``[16, 128, 40, 40]`` map on one core).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        cl = torch.channels_last
+        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=cl)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last) if ctx.channels_last else grad
+
+
+def grad_in_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged; its gradient comes back channels-last when ``x`` is channels-last (:class:`_GradInLayout`)."""
+    return _GradInLayout.apply(x) if x.requires_grad else x
+
+
 def _same_shape(s: torch.Tensor, t: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check that student and teacher maps are both ``[B, C, H, W]`` of one shape; return them as floats."""
+    """Check that student and teacher maps are both ``[B, C, H, W]`` of one shape; return them as floats, the
+    student's with its gradient in its own memory layout (:func:`grad_in_layout`)."""
     _check_4d(s, "student feature map")
     _check_4d(t, "teacher feature map")
     if s.shape != t.shape:
@@ -60,7 +86,7 @@ def _same_shape(s: torch.Tensor, t: torch.Tensor, what: str) -> tuple[torch.Tens
             f"{what}: student feature shape {_shape(s)} does not match teacher feature shape {_shape(t)} "
             "(map the student's channels with an Adapter; batch and spatial sizes must already agree)"
         )
-    return _as_float(s), _as_float(t.detach()).to(s.device)
+    return grad_in_layout(_as_float(s)), _as_float(t.detach()).to(s.device)
 
 
 class Adapter(nn.Module):
@@ -149,7 +175,7 @@ def attention_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             f"attention_loss: student feature shape {_shape(s)} and teacher feature shape {_shape(t)} "
             "must agree in batch size and spatial size (H, W)"
         )
-    return (attention_map(s) - attention_map(t.detach()).to(s.device)).pow(2).mean()
+    return (attention_map(grad_in_layout(s)) - attention_map(t.detach()).to(s.device)).pow(2).mean()
 
 
 def cwd_loss(s_adapted: torch.Tensor, t: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:

@@ -102,6 +102,26 @@ def test_batch_size_invariance(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_channels_last_student_gets_its_gradient_channels_last(name):
+    """The engine's CPU step runs channels-last; a gradient handed back in NCHW would send BatchNorm's backward
+    down its slow path. Same loss and same gradient values as with NCHW maps, only the layout differs."""
+    cl = torch.channels_last
+    t = _maps(8, (2, 8, 5, 6))
+    s = _student_for(name, t)
+    s_cl = s.to(memory_format=cl).requires_grad_(True)
+    s_nchw = s.clone().requires_grad_(True)
+    loss_cl = FEATURE_LOSSES[name](s_cl, t.to(memory_format=cl))
+    loss_nchw = FEATURE_LOSSES[name](s_nchw, t)
+    # autograd.grad: the gradient as the layer below receives it (``.grad`` would be re-laid out like the leaf)
+    (g_cl,) = torch.autograd.grad(loss_cl, s_cl)
+    (g_nchw,) = torch.autograd.grad(loss_nchw, s_nchw)
+    assert loss_cl.item() == pytest.approx(loss_nchw.item(), rel=1e-6)
+    assert g_cl.is_contiguous(memory_format=cl) and not g_cl.is_contiguous()
+    assert g_nchw.is_contiguous()
+    torch.testing.assert_close(g_cl, g_nchw)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_fp16_inputs_computed_in_fp32(name):
     t = _maps(7).half()
     s = _student_for(name, t.float()).half().requires_grad_(True)
