@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from utils.metrics import APResult, ConfusionMatrix, smooth
 
-__all__ = ["plot_ap_result", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve"]
+__all__ = ["class_names", "plot_ap_result", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve"]
 
 _MAX_LEGEND_CLASSES = 20  # above this, per-class curves are drawn grey without legend entries
 
@@ -33,7 +33,9 @@ def _save(fig: Figure, path: str | Path, dpi: int = 200) -> Path:
     return path
 
 
-def _class_names(names: Sequence[str] | dict[int, str] | None, classes: Sequence[int]) -> list[str]:
+def class_names(names: Sequence[str] | dict[int, str] | None, classes: Sequence[int]) -> list[str]:
+    """The legend names of class ids ``classes``: ``names[c]`` (a list or an id -> name dict), the id itself where
+    ``names`` is absent or lacks it."""
     if names is None:
         return [str(int(c)) for c in classes]
     lookup = names if isinstance(names, dict) else dict(enumerate(names))
@@ -126,7 +128,7 @@ def plot_ap_result(
     ``names`` maps class ids (``result.classes``) to names. Returns the written paths.
     """
     save_dir = Path(save_dir)
-    labels = _class_names(names, result.classes)
+    labels = class_names(names, result.classes)
     return [
         plot_pr_curve(result.px, result.pr_curve, result.ap50, save_dir / "PR_curve.png", labels),
         plot_mc_curve(result.px, result.f1_curve, save_dir / "F1_curve.png", labels, ylabel="F1"),
@@ -153,7 +155,7 @@ def plot_confusion_matrix(
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         raise ValueError(f"matrix has shape {m.shape}; expected a square [nc + 1, nc + 1] array with nc >= 1")
     nc = m.shape[0] - 1
-    labels = [*_class_names(names, range(nc)), "background"]
+    labels = [*class_names(names, range(nc)), "background"]
     if normalize:
         data = m / np.maximum(m.sum(0, keepdims=True), 1e-9)
         data = np.where(data < 0.005, np.nan, data)

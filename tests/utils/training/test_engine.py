@@ -189,7 +189,8 @@ def test_last_epoch_validated_once_when_best_pt_holds_it(tmp_path, tiny_data, mo
     assert calls == ["val 2/2"]  # with --noval only the last epoch is validated, and best.pt holds that epoch
     metrics = json.loads((result.save_dir / "metrics.json").read_text())
     assert metrics["epoch"] == 1 and metrics["weights"] == str(result.best)
-    for name in ("PR_curve.png", "confusion_matrix.png", "val_batch0_pred.jpg", "results.png"):
+    curves = ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png")
+    for name in (*curves, "val_batch0_pred.jpg", "results.png"):
         assert (result.save_dir / name).is_file(), name  # the last validation drew the final plots
 
 
