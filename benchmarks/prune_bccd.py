@@ -1,11 +1,14 @@
 """Prune-then-recover on BCCD: the trained upstream yolov5s loses half of its channels, then is fine-tuned alone
 or with the unpruned model distilling into it (same epochs, image size and seeds; one distilled run per output
-loss given to --kd-outputs).
+loss given to --kd-outputs; ``bce+pseudo`` is one run with both losses).
 
     python benchmarks/prune_bccd.py --imgsz 320 --epochs 25 --seeds 0 1 --kd-outputs l2 bce
+    python benchmarks/prune_bccd.py --epochs 50 --seeds 0 1 2 --kd-outputs pseudo --workers 1
 
 Each finished step leaves a JSON file in benchmarks/results/prune_bccd/ (fine-tuning runs in e<epochs>/), so an
-interrupted benchmark continues where it stopped, and runs of several lengths and commands add up to one report.
+interrupted benchmark continues where it stopped, and runs of several lengths and commands add up to one report;
+a fine-tuning run killed part-way is a normal training run that the next invocation continues with --resume
+(its folder is under --runs).
 The summary goes to benchmarks/results/prune_bccd/summary.json and, as a Markdown table, to the end of
 docs/benchmarks.md between its prune_bccd markers. Every mAP is measured by the same validation
 (utils.runners.val, conf 0.001, IoU 0.6) on the BCCD val split.
@@ -20,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bccd_data_yaml, environment, write_doc_section, write_json
+from benchmarks.common import REPO, bccd_data_yaml, environment, train_resumable, write_doc_section, write_json
 from models.loading import load_model
 from utils.cli import run_main
-from utils.distill.config import OUTPUT_KINDS, KDConfig
+from utils.distill.config import OUTPUT_KINDS, KDConfig, output_kinds
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
 from utils.log import setup_logging
@@ -32,7 +35,6 @@ from utils.pruning.report import latency_ms, model_cost
 from utils.pruning.workflow import prune_checkpoint
 from utils.runners.val import ValConfig, run_val
 from utils.training.config import TrainConfig
-from utils.training.engine import train
 
 TEACHER = REPO.parent / "shared" / "fixtures" / "upstream-v7.0-yolov5s-bccd.pt"
 RESULTS = REPO / "benchmarks" / "results" / "prune_bccd"
@@ -40,7 +42,7 @@ RUNS = REPO / "benchmarks" / "runs" / "prune_bccd"
 MARK_BEGIN, MARK_END = "<!-- prune_bccd:begin -->", "<!-- prune_bccd:end -->"
 
 
-def _cached(name: str, fn, folder: Path = RESULTS) -> dict:
+def _cached(name: str, fn, folder: Path) -> dict:
     out = folder / f"{name}.json"
     if out.is_file():
         return json.loads(out.read_text())
@@ -51,11 +53,11 @@ def _cached(name: str, fn, folder: Path = RESULTS) -> dict:
     return payload
 
 
-def _measure(weights: Path, data: Path, imgsz: int, workers: int) -> dict:
+def _measure(weights: Path, data: Path, imgsz: int, workers: int, runs: Path) -> dict:
     """mAP on the val split, parameters, GFLOPs and CPU latency of a checkpoint."""
     result, _ = run_val(
         ValConfig(data=str(data), weights=str(weights), imgsz=imgsz, batch_size=16, device="cpu", workers=workers,
-                  project=str(RUNS / "val"), name=weights.stem, exist_ok=True, noplots=True)
+                  project=str(runs / "val"), name=weights.stem, exist_ok=True, noplots=True)
     )  # fmt: skip
     cost = model_cost(load_model(weights), imgsz, runs=20)
     return {"mAP50": round(result.map50, 4), "mAP50-95": round(result.map, 4), "cost": cost.to_dict()}
@@ -80,49 +82,55 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--kd-outputs", nargs="+", choices=[k for k in OUTPUT_KINDS if k != "none"], default=["l2", "bce"],
-                   help="output distillation losses to recover with, one distilled run each")  # fmt: skip
+    p.add_argument("--kd-outputs", nargs="+", type=_outputs, default=["l2", "bce"],
+                   help="output losses to recover with, one distilled run each (a+b: both in one run)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--data", type=Path, default=None, help="data yaml (default: BCCD from ../shared, published split)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where finished steps are recorded")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the training runs are (resumable)")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument(
         "--report-only", action="store_true", help="write the summary from the finished runs; train nothing missing"
     )
     a = p.parse_args(argv)
     setup_logging()
-    data = bccd_data_yaml()
-    pruned = RUNS / f"pruned_{a.importance}_{a.ratio}.pt"
+    data = a.data or bccd_data_yaml()
+    pruned = a.runs / f"pruned_{a.importance}_{a.ratio}.pt"
 
-    teacher = _cached("teacher", lambda: _measure(a.teacher, data, a.imgsz, a.workers))
+    teacher = _cached("teacher", lambda: _measure(a.teacher, data, a.imgsz, a.workers, a.runs), a.results)
 
     def do_prune() -> dict:
         r = prune_checkpoint(PruneConfig(weights=str(a.teacher), out=str(pruned), ratio=a.ratio,
                                          importance=a.importance, imgsz=a.imgsz))  # fmt: skip
-        return {"ratio": r.ratio, "weights": str(pruned.relative_to(REPO)), **_measure(pruned, data, a.imgsz, 0)}
+        return {"ratio": r.ratio, "weights": _shown(pruned), **_measure(pruned, data, a.imgsz, 0, a.runs)}
 
-    after_prune = _cached(f"pruned_{a.importance}_{a.ratio}", do_prune)
+    after_prune = _cached(f"pruned_{a.importance}_{a.ratio}", do_prune, a.results)
+    if not pruned.is_file() and not a.report_only:  # recorded earlier, its file since removed: prune it again
+        prune_checkpoint(PruneConfig(weights=str(a.teacher), out=str(pruned), ratio=a.ratio,
+                                     importance=a.importance, imgsz=a.imgsz))  # fmt: skip
 
     command = "python benchmarks/prune_bccd.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    folder = RESULTS / f"e{a.epochs}"  # one folder per schedule length; the report shows them all
+    folder = a.results / f"e{a.epochs}"  # one folder per schedule length; the report shows them all
     commit = environment()["commit"]  # the code the runs start from
 
     def finetune(kind: str, seed: int) -> None:
         name = f"{kind}_s{seed}"
-        kd_output = kind.removeprefix("distilled-") if kind.startswith("distilled-") else None
+        kd_output = output_kinds(kind.removeprefix("distilled-").split("+")) if kind != "fine-tuned" else None
         hyp = "data/hyps/hyp.scratch-low.yaml" if kd_output is None else "data/hyps/hyp.kd.yaml"
         cfg = TrainConfig(
             weights=str(pruned), data=str(data), hyp=hyp, imgsz=a.imgsz, epochs=a.epochs, batch_size=a.batch_size,
-            workers=a.workers, seed=seed, project=str(RUNS / folder.name), name=name, exist_ok=True, noval=True,
+            workers=a.workers, seed=seed, project=str(a.runs / folder.name), name=name, exist_ok=True, noval=True,
             noplots=True,
         )  # fmt: skip
 
         def run() -> dict:
             kd = None if kd_output is None else KDConfig(teacher=str(a.teacher), kd_output=kd_output)
-            result = train(cfg, [] if kd is None else [Distiller(kd, load_yaml(hyp))])
-            weights = str(result.last.relative_to(REPO))
-            return {"kind": kind, "seed": seed, "epochs": a.epochs, "command": command,
-                    "commit": commit, "seconds_per_epoch": round(result.seconds_per_epoch, 2),
-                    "weights": weights, **_measure(result.last, data, a.imgsz, a.workers)}  # fmt: skip
+            last, per_epoch = train_resumable(cfg, None if kd is None else lambda: Distiller(kd, load_yaml(hyp)))
+            return {"kind": kind, "kd_output": kd_output, "seed": seed, "epochs": a.epochs, "command": command,
+                    "commit": commit,
+                    "seconds_per_epoch": None if per_epoch is None else round(per_epoch, 2),
+                    "weights": _shown(last), **_measure(last, data, a.imgsz, a.workers, a.runs)}  # fmt: skip
 
         _cached(name, run, folder)
 
@@ -130,26 +138,41 @@ def main(argv: list[str] | None = None) -> Path:
         for seed in a.seeds:  # seed by seed, so that an interrupted benchmark still has matched pairs
             for kind in ["fine-tuned", *(f"distilled-{k}" for k in a.kd_outputs)]:
                 finetune(kind, seed)
-    latency = _cached("latency", lambda: _latency(a.teacher, pruned, a.imgsz))
+    latency = _cached("latency", lambda: _latency(a.teacher, pruned, a.imgsz), a.results)
     summary = {
         "imgsz": a.imgsz,
         "ratio": a.ratio,
         "importance": a.importance,
         "teacher": teacher,
         "pruned": after_prune,
-        "runs": _collect(),
+        "runs": _collect(a.results),
         "latency_ms": latency,
         "environment": environment(),
     }
-    write_json(RESULTS / "summary.json", summary)
+    write_json(a.results / "summary.json", summary)
     _write_doc(a.doc, summary)
     return a.doc
 
 
-def _collect() -> dict[str, dict[str, list[dict]]]:
+def _outputs(text: str) -> str:
+    """``--kd-outputs`` item: one output loss or several joined by ``+`` (``bce+pseudo``)."""
+    kinds = text.split("+")
+    bad = [k for k in kinds if k not in OUTPUT_KINDS or k == "none"]
+    if bad:
+        choices = ", ".join(k for k in OUTPUT_KINDS if k != "none")
+        raise argparse.ArgumentTypeError(f"{text!r}: {', '.join(bad)} is not an output loss (choose from {choices})")
+    return "+".join(kinds)
+
+
+def _shown(path: Path) -> str:
+    """A run's file as recorded: relative to the repository when it is inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _collect(results: Path) -> dict[str, dict[str, list[dict]]]:
     """Every finished fine-tuning run: ``{"25": {"fine-tuned": [run per seed], "distilled-bce": [...]}}``."""
     out: dict[str, dict[str, list[dict]]] = {}
-    for folder in sorted(RESULTS.glob("e*"), key=lambda f: int(f.name[1:])):
+    for folder in sorted(results.glob("e*"), key=lambda f: int(f.name[1:])):
         for f in sorted(folder.glob("*_s*.json")):
             r = json.loads(f.read_text())
             out.setdefault(folder.name[1:], {}).setdefault(r["kind"], []).append(r)
@@ -182,7 +205,7 @@ def _goal(label: str, rs: list[dict], teacher: dict) -> str:
 def _label(kind: str, epochs: str) -> str:
     if kind == "fine-tuned":
         return f"pruned + fine-tuned alone, {epochs} ep"
-    return f"pruned + distilled `--kd-output {kind.removeprefix('distilled-')}`, {epochs} ep"
+    return f"pruned + distilled `--kd-output {kind.removeprefix('distilled-').replace('+', ' ')}`, {epochs} ep"
 
 
 def _write_doc(path: Path, s: dict) -> None:
