@@ -7,8 +7,14 @@ Tests that read ``../shared`` (the BCCD dataset and upstream YOLOv5 fixtures, be
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see utils/__init__.py
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # A shell starts a background job (`... &`, nohup) with Ctrl-C ignored, and the programs it starts inherit
+    # that; the tests that interrupt a run, here and in the programs they start, need SIGINT delivered.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from pathlib import Path  # noqa: E402
 
