@@ -31,7 +31,7 @@ from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_jso
 from utils.files import increment_path, make_dir, save_yaml
 from utils.log import add_file_log
 from utils.loss import LossConfig, YoloLoss
-from utils.torch_utils import init_seeds, keep_freed_memory, select_device
+from utils.torch_utils import fused_copy, init_seeds, keep_freed_memory, select_device
 from utils.training import distributed as ddp
 from utils.training.addons import AddOn, ModelSetup, RunContext
 from utils.training.config import TrainConfig
@@ -331,7 +331,7 @@ class Trainer:
             # writes the plots and prints per class, and _finish does not evaluate the same weights again
             final_plots = final_epoch and not cfg.noplots
             self.last_result = evaluate(
-                self.ema.ema, self.val_loader, self.names,
+                fused_copy(self.ema.ema), self.val_loader, self.names,
                 EvalConfig(single_cls=cfg.single_cls, plots=final_plots, verbose=final_epoch),
                 loss_fn=YoloLoss(self.ema.ema.detect, self.loss_cfg), desc=f"val {epoch + 1}/{cfg.epochs}",
                 save_dir=self.save_dir if final_plots else None,
