@@ -25,6 +25,27 @@ def test_nms_and_batched_nms_keep_what_torchvision_keeps():
         assert torch.equal(batched_nms(boxes, scores, groups, 0.45), tv.batched_nms(boxes, scores, groups, 0.45))
 
 
+def test_many_boxes_run_one_nms_per_group_and_keep_the_same_boxes(monkeypatch):
+    """Above PER_GROUP_ABOVE boxes, one NMS per group: the same boxes as the shifted single NMS (and as
+    torchvision's batched_nms), by descending score."""
+    import torchvision.ops as tv
+
+    import utils.tvops as tvops
+
+    boxes, scores, groups = _random_boxes(3000, 11)
+    calls = []
+    real = tvops.nms
+    monkeypatch.setattr(tvops, "nms", lambda *a: calls.append(len(a[0])) or real(*a))
+    many = batched_nms(boxes, scores, groups, 0.45)
+    assert len(calls) == 4 and sum(calls) == 3000  # one call per group
+    monkeypatch.setattr(tvops, "PER_GROUP_ABOVE", 10_000)
+    single = batched_nms(boxes, scores, groups, 0.45)
+    assert len(calls) == 5 and calls[-1] == 3000  # one call over all
+    assert torch.equal(many.sort().values, single.sort().values)
+    assert torch.equal(many.sort().values, tv.batched_nms(boxes, scores, groups, 0.45).sort().values)
+    assert torch.all(scores[many][:-1] >= scores[many][1:])
+
+
 def test_batched_nms_of_nothing_is_empty():
     kept = batched_nms(torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
     assert kept.shape == (0,) and kept.dtype == torch.int64
