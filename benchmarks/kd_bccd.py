@@ -10,7 +10,9 @@ continued with --resume the next time), and each finished one leaves a JSON file
 benchmarks/results/kd_bccd/e<epochs>_<imgsz>_<teacher>/ that is never re-run. The report (summary.json there, and a
 Markdown table in docs/benchmarks.md between the kd_bccd_converge markers) is rebuilt from whatever has finished
 and names what is missing. mAP is that of the last epoch's EMA weights on the BCCD val split (utils.runners.val,
-conf 0.001, IoU 0.6).
+conf 0.001, IoU 0.6). Settings run in the order given, seed by seed. On a machine with more cores than one run
+uses, processes with disjoint --seeds share the work (each with OMP_NUM_THREADS=1); two processes must never be
+given the same run.
 """
 
 from __future__ import annotations
