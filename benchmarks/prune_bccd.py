@@ -3,7 +3,7 @@ or with the unpruned model distilling into it (same epochs, image size and seeds
 loss given to --kd-outputs; ``bce+pseudo`` is one run with both losses).
 
     python benchmarks/prune_bccd.py --imgsz 320 --epochs 25 --seeds 0 1 --kd-outputs l2 bce
-    python benchmarks/prune_bccd.py --epochs 50 --seeds 0 1 2 --kd-outputs pseudo --workers 1
+    python benchmarks/prune_bccd.py --epochs 50 --seeds 0 1 2 --workers 1   # the default output loss
 
 Each finished step leaves a JSON file in benchmarks/results/prune_bccd/ (fine-tuning runs in e<epochs>/), so an
 interrupted benchmark continues where it stopped, and runs of several lengths and commands add up to one report;
@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.common import REPO, bccd_data_yaml, environment, train_resumable, write_doc_section, write_json
 from models.loading import load_model
 from utils.cli import run_main
-from utils.distill.config import OUTPUT_KINDS, KDConfig, output_kinds
+from utils.distill.config import DEFAULT_OUTPUT, OUTPUT_KINDS, KDConfig, output_kinds
 from utils.distill.distiller import Distiller
 from utils.files import load_yaml
 from utils.log import setup_logging
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--kd-outputs", nargs="+", type=_outputs, default=["l2", "bce"],
+    p.add_argument("--kd-outputs", nargs="+", type=_outputs, default=["+".join(DEFAULT_OUTPUT)],
                    help="output losses to recover with, one distilled run each (a+b: both in one run)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)

@@ -178,7 +178,7 @@ class StopAfter(Distiller):
 
 def test_kd_run_keeps_teacher_and_resume_restores_adapters(teacher_path, tmp_path, tiny_data, monkeypatch):
     digest = hashlib.sha256(teacher_path.read_bytes()).hexdigest()
-    kd = KDConfig(teacher=str(teacher_path), kd_feature="fitnet")
+    kd = KDConfig(teacher=str(teacher_path), kd_output=["l2"], kd_feature="fitnet")
     cfg = TrainConfig(
         cfg="yolov5n.yaml", data=str(tiny_data), imgsz=64, epochs=2, batch_size=4, workers=0,
         project=str(tmp_path / "runs"), noplots=True, hyp="data/hyps/hyp.kd.yaml",
