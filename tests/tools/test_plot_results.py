@@ -28,7 +28,9 @@ def runs(tmp_path_factory, tiny_data_writer):
     common += ["--project", str(tmp / "runs"), "--cfg", "yolov5n.yaml"]
     base = train_main([*common, "--epochs", "2", "--name", "base"]).save_dir
     teacher = base / "weights" / "best.pt"
-    kd = train_kd_main([*common, "--epochs", "1", "--name", "kd", "--teacher", str(teacher)]).save_dir
+    kd = train_kd_main(
+        [*common, "--epochs", "1", "--name", "kd", "--teacher", str(teacher), "--kd-output", "bce"]
+    ).save_dir
     return base, kd, teacher
 
 
