@@ -8,17 +8,7 @@ import json
 import pytest
 import torch
 
-import utils.training.engine as engine
 from benchmarks import prune_bccd
-from models.yolo import Model
-from utils.checkpoint import make_checkpoint, save_checkpoint
-
-
-@pytest.fixture
-def teacher(tmp_path):
-    torch.manual_seed(0)
-    model = Model("yolov5n.yaml", nc=3)
-    return save_checkpoint(make_checkpoint(model, ["RBC", "WBC", "Platelets"]), tmp_path / "teacher.pt")
 
 
 def _args(tmp_path, teacher, tiny_data, *extra):
@@ -27,21 +17,8 @@ def _args(tmp_path, teacher, tiny_data, *extra):
             str(tmp_path / "runs"), "--doc", str(tmp_path / "doc.md"), *extra]  # fmt: skip
 
 
-def test_killed_distillation_continues_and_combined_losses_are_one_run(tmp_path, teacher, tiny_data, monkeypatch):
-    real_train, real_save, calls, killed = engine.train, engine.Trainer._save, [], []
-
-    def recording_train(cfg, plugin=None):
-        calls.append(cfg.resume or cfg.name)
-        return real_train(cfg, plugin)
-
-    def save_then_die(self, epoch, improved):
-        real_save(self, epoch, improved)
-        if self.save_dir.name == "distilled-bce+pseudo_s0" and not killed:
-            killed.append(epoch)
-            raise KeyboardInterrupt  # as a kill right after the first epoch's checkpoint
-
-    monkeypatch.setattr(engine, "train", recording_train)
-    monkeypatch.setattr(engine.Trainer, "_save", save_then_die)
+def test_killed_distillation_continues_and_combined_losses_are_one_run(tmp_path, teacher, tiny_data, kill_run):
+    calls = kill_run("distilled-bce+pseudo_s0")
     args = _args(tmp_path, teacher, tiny_data, "--kd-outputs", "bce+pseudo")
     with pytest.raises(KeyboardInterrupt):
         prune_bccd.main(args)
