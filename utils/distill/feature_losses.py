@@ -52,6 +52,10 @@ def _check_4d(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a feature map [B, C, H, W], got {shape}")
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class _GradInLayout(torch.autograd.Function):
     """Identity whose backward hands the gradient back in the memory layout of its input.
 
@@ -62,8 +66,7 @@ class _GradInLayout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        cl = torch.channels_last
-        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=cl)
+        ctx.channels_last = _is_channels_last(x)
         return x.view_as(x)
 
     @staticmethod
@@ -74,6 +77,53 @@ class _GradInLayout(torch.autograd.Function):
 def grad_in_layout(x: torch.Tensor) -> torch.Tensor:
     """``x`` unchanged; its gradient comes back channels-last when ``x`` is channels-last (:class:`_GradInLayout`)."""
     return _GradInLayout.apply(x) if x.requires_grad else x
+
+
+class _SquaredError(torch.autograd.Function):
+    """``mean((s - t)^2)`` over all elements of two ``[B, C, H, W]`` maps, ``t`` constant.
+
+    The same value and gradient as the composition of ``sub``, ``pow`` and ``mean``, in fewer passes over the
+    maps: the difference is kept from the forward pass and the gradient ``2 (s - t) / n`` is one multiplication,
+    in ``s``'s memory layout (on the CPU the whole loss is memory-bound: a ``[16, 128, 40, 40]`` map is 13 MB).
+    """
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        d = s - t
+        ctx.save_for_backward(d)
+        return torch.linalg.vector_norm(d).square() / d.numel()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (d,) = ctx.saved_tensors
+        return d * (grad * (2.0 / d.numel())), None
+
+
+class _ChannelKL(torch.autograd.Function):
+    """``T^2 / (B * C) * sum_{b, c} KL(softmax_hw(t / T) || softmax_hw(s / T))`` for ``[B, C, H, W]`` maps.
+
+    The maps are read as ``[B, H*W, C]`` (a view of a channels-last map, the engine's layout; a copy otherwise)
+    and the softmax runs over the ``H*W`` positions. The gradient ``(q_s - q_t) * T / (B * C)`` (``q = softmax``
+    over the positions) is formed in the forward pass, so the backward pass is one multiplication.
+    """
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:
+        b, c, h, w = s.shape
+        xs = s.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        xt = t.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        log_qs = torch.log_softmax(xs / temperature, dim=1)
+        log_qt = torch.log_softmax(xt / temperature, dim=1)
+        q_t = log_qt.exp()
+        loss = (q_t * (log_qt - log_qs)).sum() * (temperature**2 / (b * c))
+        grad = (log_qs.exp() - q_t).mul_(temperature / (b * c)).view(b, h, w, c).permute(0, 3, 1, 2)
+        ctx.save_for_backward(grad if _is_channels_last(s) else grad.contiguous())
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (g,) = ctx.saved_tensors
+        return g * grad, None, None
 
 
 def _same_shape(s: torch.Tensor, t: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +186,7 @@ def fitnet_loss(s_adapted: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         ValueError: the shapes differ (both are named).
     """
     s, t = _same_shape(s_adapted, t, "fitnet_loss")
-    return (s - t).pow(2).mean()
+    return _SquaredError.apply(s, t)
 
 
 def attention_map(x: torch.Tensor) -> torch.Tensor:
@@ -203,11 +253,7 @@ def cwd_loss(s_adapted: torch.Tensor, t: torch.Tensor, temperature: float = 4.0)
     ):
         raise ValueError(f"cwd_loss: temperature must be a positive finite number, got {temperature!r}")
     s, t = _same_shape(s_adapted, t, "cwd_loss")
-    b, c = s.shape[:2]
-    log_qs = F.log_softmax(s.flatten(2) / temperature, dim=-1)  # [B, C, H*W]
-    log_qt = F.log_softmax(t.flatten(2) / temperature, dim=-1)
-    kl = (log_qt.exp() * (log_qt - log_qs)).sum()
-    return kl * (temperature**2 / (b * c))
+    return _ChannelKL.apply(s, t, float(temperature))
 
 
 #: name -> feature distillation loss ``(student_map, teacher_map) -> scalar``

@@ -230,3 +230,30 @@ def test_cwd_bad_temperature(bad):
     t = _maps(16)
     with pytest.raises(ValueError, match="temperature"):
         cwd_loss(t, t, temperature=bad)
+
+
+def _reference(name: str, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The losses written as plain compositions of torch operations, to compare the fused ones with."""
+    if name == "fitnet":
+        return (s - t).pow(2).mean()
+    b, c = s.shape[:2]
+    log_qs = torch.log_softmax(s.flatten(2) / 3.0, dim=-1)
+    log_qt = torch.log_softmax(t.flatten(2) / 3.0, dim=-1)
+    return (log_qt.exp() * (log_qt - log_qs)).sum() * (9.0 / (b * c))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", ["fitnet", "cwd"])
+def test_fused_losses_match_the_plain_formula_in_value_and_gradient(name, channels_last):
+    g = torch.Generator().manual_seed(3)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    s = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).contiguous(memory_format=layout)
+    t = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).contiguous(memory_format=layout)
+    fn = (lambda a, b: cwd_loss(a, b, 3.0)) if name == "cwd" else fitnet_loss
+    assert torch.autograd.gradcheck(lambda x: fn(x, t), (s.clone().requires_grad_(),))
+    mine, ref = s.clone().requires_grad_(), s.clone().requires_grad_()
+    fn(mine, t).backward(torch.tensor(2.5, dtype=torch.float64))
+    (_reference(name, ref, t) * 2.5).backward()
+    assert torch.allclose(fn(s, t), _reference(name, s, t), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(mine.grad, ref.grad, rtol=1e-10, atol=1e-12)
+    assert mine.grad.is_contiguous(memory_format=layout)
