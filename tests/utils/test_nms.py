@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import utils.nms as nms_module
+from utils import tvops
 from utils.nms import non_max_suppression
 
 
@@ -148,3 +150,29 @@ def test_images_in_threads_give_the_serial_result_in_order(monkeypatch):
     assert len(threaded) == 5 and threaded[3].shape == (0, 6)
     assert all(torch.equal(a, b) for a, b in zip(serial, threaded, strict=True))
     assert sum(len(d) for d in serial) > 20
+
+
+def _clustered_candidates(n: int, clusters: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` xyxy boxes jittered around ``clusters`` centres (few clusters: most boxes suppress each other)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(clusters, 2, generator=g) * 600
+    xy = centres[torch.randint(clusters, (n,), generator=g)] + torch.randn(n, 2, generator=g) * 4
+    wh = 20 + torch.rand(n, 2, generator=g) * 10
+    boxes = torch.cat((xy, xy + wh), 1)
+    scores = torch.rand(n, generator=g).round(decimals=3)  # rounded: equal scores occur
+    return boxes, scores, torch.randint(3, (n,), generator=g)
+
+
+@pytest.mark.parametrize(("clusters", "max_det", "first_try"), [(4000, 50, True), (2, 50, False), (5, 300, False)])
+def test_nms_on_the_best_candidates_first_is_exact(monkeypatch, clusters, max_det, first_try):
+    boxes, scores, groups = _clustered_candidates(5000, clusters, seed=clusters)
+    full = tvops.batched_nms(boxes, scores, groups, 0.6).tolist()
+    expected = sorted(full, key=lambda i: (-float(scores[i]), i))[:max_det]  # by score, ties by index
+
+    sizes = []
+    real = nms_module.batched_nms
+    monkeypatch.setattr(nms_module, "batched_nms", lambda b, *a: sizes.append(len(b)) or real(b, *a))
+    got = nms_module._first_kept(boxes, scores, groups, 0.6, max_det)
+    assert got.tolist() == expected
+    assert sizes[0] == 4 * max_det  # it starts with the best 4 * max_det candidates
+    assert (len(sizes) == 1) == first_try  # and takes more only when those keep fewer than max_det
