@@ -187,8 +187,9 @@ def report() -> Path:
     for f in files:
         r = json.loads(f.read_text())
         secs = ", ".join(f"{x['upstream']['seconds']:.1f}/{x['ours']['seconds']:.1f}" for x in r["rounds"])
-        maps = {(x["ours"].get("mAP50-95"), x["upstream"].get("mAP50-95")) for x in r["rounds"]}
-        map_text = "; ".join(f"{o} / {u}" for o, u in sorted(maps, key=str))
+        maps = [(x["ours"].get("mAP50-95"), x["upstream"].get("mAP50-95")) for x in r["rounds"]]
+        maps = maps[:1] if len(set(maps)) == 1 else maps  # one pair when every round printed the same
+        map_text = "; ".join(f"{o} / {u}" for o, u in maps)  # in the order of the rounds
         lines.append(f"| {r['task']} | {Path(str(r['model'])).name} | {r['imgsz']} | {r['epochs'] or ''} | {secs} | "
                      f"**{r['median_ratio']:.2f}x** | {map_text} |")  # fmt: skip
     if not files:
