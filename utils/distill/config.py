@@ -13,6 +13,9 @@ FEATURE_KINDS = ("fitnet", "at", "cwd", "none")
 # The teacher's detections as labels: the one output loss that beat training alone at convergence on every seed
 # (BCCD, yolov5n from scratch, 100 epochs: docs/benchmarks.md, "Distillation at convergence on BCCD").
 DEFAULT_OUTPUT = ("pseudo",)
+# Recovering a pruned model from the unpruned one, a teacher the student can match: soft scores, not its detections
+# as truth (BCCD, 50 epochs, 3 seeds: docs/benchmarks.md, "Pruning and recovery on BCCD").
+RECOVER_OUTPUT = ("bce",)
 
 
 def output_kinds(value: str | list[str] | tuple[str, ...], where: str = "--kd-output") -> list[str]:

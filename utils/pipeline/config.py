@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from utils.cli import PlainConfig, check_flags, flag, flag_name
-from utils.distill.config import DEFAULT_OUTPUT, FEATURE_KINDS, output_kinds
+from utils.distill.config import DEFAULT_OUTPUT, FEATURE_KINDS, RECOVER_OUTPUT, output_kinds
 from utils.files import load_yaml
 from utils.pruning.config import IMPORTANCE_KINDS
 
@@ -39,6 +39,9 @@ class PipelineConfig(PlainConfig):
     noval: bool = True  # validate the trained models only after their last epoch (train.py --noval): faster
     hyp: str = "data/hyps/hyp.scratch-low.yaml"
     kd_output: list[str] = field(default_factory=lambda: list(DEFAULT_OUTPUT))  # see train_kd.py --kd-output
+    # the pruned model's recovery distils from a teacher it can match: pseudo labels would repeat the teacher's
+    # mistakes (BCCD, 50 epochs, 3 seeds: bce 0.534, fine-tuning alone 0.528, pseudo 0.522; docs/benchmarks.md)
+    recover_kd_output: list[str] = field(default_factory=lambda: list(RECOVER_OUTPUT))
     kd_feature: str = flag("none", choices=FEATURE_KINDS, help="see train_kd.py --kd-feature")
     prune_params: float = flag(
         0.3, low=0, high=1, low_open=True, high_open=True,
@@ -57,6 +60,7 @@ class PipelineConfig(PlainConfig):
     def __post_init__(self) -> None:
         check_flags(self, setting_name)
         self.kd_output = output_kinds(self.kd_output, "pipeline setting 'kd_output'")
+        self.recover_kd_output = output_kinds(self.recover_kd_output, "pipeline setting 'recover_kd_output'")
 
 
 def setting_name(key: str) -> str:

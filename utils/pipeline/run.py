@@ -99,7 +99,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
             "epochs": f"{cfg.epochs} ({trained}), {cfg.kd_epochs} (distilled), {cfg.recover_epochs} "
             f"(recovery after pruning to {cfg.prune_params:.0%} of the parameters, {cfg.prune_importance} "
             f"{'global' if cfg.prune_global else 'per-layer'})",
-            "distillation": f"output {cfg.kd_output}, feature {cfg.kd_feature}",
+            "distillation": f"output {cfg.kd_output} (recovery: {cfg.recover_kd_output}), feature {cfg.kd_feature}",
             "settings": str(run / "pipeline.yaml"),
         }
         write_report(rows, run / "report.md", facts, plot)

@@ -94,8 +94,8 @@ def _train_args(cfg: PipelineConfig, run: Path, name: str, epochs: int) -> list[
     ]  # fmt: skip
 
 
-def _kd_args(cfg: PipelineConfig, teacher: Path) -> list[str]:
-    return ["--teacher", str(teacher), "--kd-output", *cfg.kd_output, "--kd-feature", cfg.kd_feature]
+def _kd_args(cfg: PipelineConfig, teacher: Path, outputs: list[str]) -> list[str]:
+    return ["--teacher", str(teacher), "--kd-output", *outputs, "--kd-feature", cfg.kd_feature]
 
 
 def _val_command(cfg: PipelineConfig, run: Path, weights: Path, name: str) -> list[str]:
@@ -127,8 +127,8 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
         _training("baseline", "train the baseline student", "train.py",
                   ["--cfg", cfg.student, "--hyp", cfg.hyp, *_train_args(cfg, run, "baseline", cfg.epochs)], run),
         _training("distilled", "distil the student from the teacher", "train_kd.py",
-                  ["--cfg", cfg.student, *_kd_args(cfg, teacher), *_train_args(cfg, run, "distilled", cfg.kd_epochs)],
-                  run),
+                  ["--cfg", cfg.student, *_kd_args(cfg, teacher, cfg.kd_output),
+                   *_train_args(cfg, run, "distilled", cfg.kd_epochs)], run),
     ]  # fmt: skip
     prune = Stage(
         "pruned",
@@ -142,7 +142,8 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     )  # fmt: skip
     recover = _training(
         "recovered", "recover the pruned teacher by distillation", "train_kd.py",
-        ["--weights", str(m.pruned), *_kd_args(cfg, teacher), *_train_args(cfg, run, "recovered", cfg.recover_epochs)],
+        ["--weights", str(m.pruned), *_kd_args(cfg, teacher, cfg.recover_kd_output),
+         *_train_args(cfg, run, "recovered", cfg.recover_epochs)],
         run,
     )  # fmt: skip
     recover.needs = PRUNE_TOOL

@@ -248,3 +248,23 @@ def test_the_training_child_stops_with_the_pipeline(how):
         assert _gone(pid), f"the child {pid} kept running after the pipeline got {how.name}"
     finally:
         parent.kill()
+
+
+def _kd_output_of(stage) -> list[str]:
+    """The --kd-output values of the stage's training command."""
+    cmd = stage.commands[-1]
+    start = cmd.index("--kd-output") + 1
+    end = next(i for i in range(start, len(cmd)) if cmd[i].startswith("--"))
+    return cmd[start:end]
+
+
+def test_distillation_and_recovery_use_their_own_output_losses(tmp_path):
+    stages = {s.name: s for s in build_stages(PipelineConfig(teacher=str(tmp_path / "t.pt")), tmp_path, lambda: None)}
+    assert _kd_output_of(stages["distilled"]) == ["pseudo"]  # train_kd.py's default
+    assert _kd_output_of(stages["recovered"]) == ["bce"]  # a teacher the pruned model can match
+    cfg = PipelineConfig(teacher=str(tmp_path / "t.pt"), kd_output="l2", recover_kd_output=["bce", "pseudo"])
+    stages = {s.name: s for s in build_stages(cfg, tmp_path, lambda: None)}
+    assert _kd_output_of(stages["distilled"]) == ["l2"]
+    assert _kd_output_of(stages["recovered"]) == ["bce", "pseudo"]
+    with pytest.raises(ValueError, match="recover_kd_output"):
+        PipelineConfig(recover_kd_output="soft")
