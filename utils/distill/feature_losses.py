@@ -99,39 +99,43 @@ class _SquaredError(torch.autograd.Function):
         return d * (grad * (2.0 / d.numel())), None
 
 
-def _spatial_softmax(x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``z = x / T`` read as ``[B, H*W, C]``, its softmax over the ``H*W`` positions, and their log-sum-exp.
+def _spatial_exp(x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unnormalised spatial softmax of a ``[B, C, H, W]`` map at temperature ``T``, read as ``[B, H*W, C]``.
 
-    Returns ``z [B, H*W, C]``, ``q [B, H*W, C]`` and ``lse [B, 1, C]`` (``log q = z - lse``). The input is a
-    ``[B, C, H, W]`` map; a channels-last one (the engine's layout) is read in place, any other is copied. Written
-    as max, exp, sum and divide, each a vectorised pass over the map (a softmax over a dimension that is not the
-    last one is not vectorised in torch: 43 against 25 ms for the three maps of a yolov5s teacher at batch 16).
+    Returns ``v`` (the map as ``[B, H*W, C]``: a view of a channels-last map, the engine's layout; a copy of any
+    other), ``e = exp((v - top) / T)``, its sum over the positions ``total [B, 1, C]`` and ``top [B, 1, C]`` (the
+    largest value of each channel), so that ``softmax = e / total`` and ``log-sum-exp(v / T) = top / T + log(total)``.
+    Written as max, subtract, scale, exp and sum, each a vectorised pass (torch's softmax over a dimension that is
+    not the last one is not vectorised).
     """
     b, c, h, w = x.shape
-    z = (x.permute(0, 2, 3, 1).reshape(b, h * w, c) * (1.0 / temperature)).contiguous()
-    top = z.amax(dim=1, keepdim=True)
-    q = (z - top).exp_()
-    total = q.sum(dim=1, keepdim=True)
-    return z, q.div_(total), top + total.log()
+    v = x.permute(0, 2, 3, 1).reshape(b, h * w, c).contiguous()
+    top = v.amax(dim=1, keepdim=True)
+    e = torch.sub(v, top).mul_(1.0 / temperature).exp_()
+    return v, e, e.sum(dim=1, keepdim=True), top
 
 
 class _ChannelKL(torch.autograd.Function):
     """``T^2 / (B * C) * sum_{b, c} KL(softmax_hw(t / T) || softmax_hw(s / T))`` for ``[B, C, H, W]`` maps.
 
-    With ``z = x / T`` and ``log q = z - lse`` per channel, the divergence of one channel is
-    ``sum_hw q_t (z_t - z_s) - lse_t + lse_s``, computed from :func:`_spatial_softmax` without forming ``log q``.
-    The gradient ``(q_s - q_t) * T / (B * C)`` is formed in the forward pass, so the backward pass is one
-    multiplication, in the student's memory layout.
+    With ``q = softmax(x / T)`` over the positions and ``lse`` its log-sum-exp, one channel's divergence is
+    ``sum_hw q_t (t - s) / T - lse_t + lse_s``: two dot products and per-channel terms, no ``log q`` map. The
+    gradient ``(q_s - q_t) * T / (B * C)`` is formed in the forward pass, so the backward pass is one
+    multiplication, in the student's memory layout. The three maps of a yolov5s teacher, forward and backward,
+    2 threads: 25 ms at batch 16, 116 ms at batch 64 (a log-softmax form: 43 and 160 ms).
     """
 
     @staticmethod
     def forward(ctx, s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:
         b, c, h, w = s.shape
-        z_s, q_s, lse_s = _spatial_softmax(s, temperature)
-        z_t, q_t, lse_t = _spatial_softmax(t, temperature)
-        kl = torch.dot(q_t.view(-1), z_t.sub_(z_s).view(-1)) - (lse_t - lse_s).sum()
+        v_s, e_s, total_s, top_s = _spatial_exp(s, temperature)
+        v_t, q_t, total_t, top_t = _spatial_exp(t, temperature)
+        q_t.div_(total_t)
+        cross = torch.dot(q_t.view(-1), v_t.view(-1)) - torch.dot(q_t.view(-1), v_s.view(-1))
+        lse_gap = (top_t - top_s) / temperature + total_t.log() - total_s.log()
+        kl = cross / temperature - lse_gap.sum()
         scale = temperature / (b * c)
-        grad = q_s.sub_(q_t).mul_(scale).view(b, h, w, c).permute(0, 3, 1, 2)
+        grad = e_s.div_(total_s / scale).sub_(q_t, alpha=scale).view(b, h, w, c).permute(0, 3, 1, 2)
         ctx.save_for_backward(grad if _is_channels_last(s) else grad.contiguous())
         return kl * (temperature * scale)
 
