@@ -87,6 +87,22 @@ class LevelTargets:
     cls: torch.Tensor  # [n] class index
 
 
+def _cell_index(p: torch.Tensor, t) -> torch.Tensor:
+    """Row of each target's cell ``(image, anchor, gy, gx)`` in ``p [B, na, H, W, 5 + nc]`` viewed as
+    ``[B * na * H * W, 5 + nc]``; int64 ``[n]``."""
+    _, na, h, w, _ = p.shape
+    return ((t.image * na + t.anchor) * h + t.gy) * w + t.gx
+
+
+def _last_of_each(index: torch.Tensor) -> torch.Tensor:
+    """Positions in ``index [n]`` of the last occurrence of each distinct value: writing only those makes a
+    scatter with repeated indices give what a serial loop would (the last write wins), on any number of threads."""
+    _, inverse = torch.unique(index, return_inverse=True)
+    order = torch.arange(index.numel(), device=index.device)
+    last = torch.zeros(int(inverse.max()) + 1, dtype=order.dtype, device=index.device)
+    return last.scatter_reduce_(0, inverse, order, reduce="amax", include_self=False)
+
+
 class YoloLoss:
     """Callable YOLOv5 loss for a model with a :class:`models.head.Detect` head.
 
@@ -120,13 +136,17 @@ class YoloLoss:
         for i, (p, t) in enumerate(zip(preds, self.build_targets(preds, targets), strict=True)):
             obj_target = torch.zeros(p.shape[:4], dtype=p.dtype, device=device)
             if t.image.numel():
-                ps = p[t.image, t.anchor, t.gy, t.gx]  # [n, 5 + nc]
+                cells = _cell_index(p, t)  # [n] row of each target's cell in p viewed as [B * na * H * W, 5 + nc]
+                # index_select, not p[image, anchor, gy, gx]: the latter's gradient is an accumulating index_put,
+                # which on a multi-threaded CPU adds a cell's duplicates in a varying order (runs that differ)
+                ps = p.reshape(-1, p.shape[-1]).index_select(0, cells)  # [n, 5 + nc]
                 pxy = ps[:, :2].sigmoid() * 2 - 0.5
                 pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * t.anchor_wh
                 iou = bbox_iou(torch.cat((pxy, pwh), 1), t.box, xywh=True, ciou=True)
                 l_box = l_box + (1.0 - iou).mean()
                 score = iou.detach().clamp(min=0).to(obj_target.dtype)
-                obj_target[t.image, t.anchor, t.gy, t.gx] = (1.0 - self.cfg.gr) + self.cfg.gr * score
+                last = _last_of_each(cells)  # a cell given to several targets takes the last one's score
+                obj_target.view(-1)[cells[last]] = ((1.0 - self.cfg.gr) + self.cfg.gr * score)[last]
                 if self.nc > 1:
                     cls_target = torch.full_like(ps[:, 5:], self.cls_neg)
                     cls_target[torch.arange(len(t.cls), device=device), t.cls] = self.cls_pos

@@ -92,3 +92,42 @@ def test_loss_halves_while_overfitting_two_images():
         total.backward()
         optimizer.step()
     assert total.item() < 0.5 * first, (first, total.item())
+
+
+def test_last_of_each_finds_the_last_occurrence_of_every_value():
+    from utils.loss import _last_of_each
+
+    index = torch.tensor([3, 1, 3, 2, 1, 3])
+    assert _last_of_each(index).tolist() == [4, 3, 5]  # values 1, 2, 3 (sorted), last seen at 4, 3 and 5
+
+
+def test_loss_and_gradient_repeat_exactly_on_several_threads():
+    """Many targets share cells (each box appears three times): the gradient used to be summed in a varying order
+    on a multi-threaded CPU, so the same step gave different weights from run to run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        model = Model("yolov5n.yaml", nc=3).train()
+        raw = [r.detach() for r in model(torch.rand(4, 3, 128, 128))]
+        g = torch.Generator().manual_seed(1)
+        n = 400
+        image = torch.randint(4, (n, 1), generator=g).float()
+        cls = torch.randint(3, (n, 1), generator=g).float()
+        centre = torch.rand(n, 2, generator=g) * 0.8 + 0.1
+        size = torch.rand(n, 2, generator=g) * 0.3 + 0.05
+        boxes = torch.cat((image, cls, centre, size), 1)
+        targets = boxes.repeat(3, 1)
+        hyp = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0}
+        loss_fn = YoloLoss(model.detect, LossConfig.from_hyp(hyp, nl=3, nc=3, imgsz=128))
+        runs = []
+        for _ in range(8):
+            preds = [r.clone().requires_grad_() for r in raw]
+            total, _ = loss_fn(preds, targets)
+            total.backward()
+            runs.append((total.detach(), [p.grad for p in preds]))
+        for total, grads in runs[1:]:
+            assert torch.equal(total, runs[0][0])
+            assert all(torch.equal(a, b) for a, b in zip(grads, runs[0][1], strict=True))
+    finally:
+        torch.set_num_threads(threads)
