@@ -48,16 +48,24 @@ BEGIN, END = "<!-- vs_upstream:begin -->", "<!-- vs_upstream:end -->"
 TASKS = ("val", "train", "train-val")
 
 
+def _with_path(text: str, folder: Path) -> str:
+    return "\n".join(f"path: {folder}" if line.startswith("path:") else line for line in text.splitlines()) + "\n"
+
+
 def upstream_data(data: Path, out: Path = CACHE / "bccd-upstream") -> Path:
     """A copy of the converted dataset (hard links) for upstream, so that neither program reads the other's label
-    cache; its yaml names the same splits."""
+    cache; its yaml names the same splits. The yaml itself is a file of its own: written through a link, it would
+    point our copy at upstream's folder (an earlier version did; such a pair is repaired here)."""
     yaml_out = out / "data.yaml"
-    if not yaml_out.is_file():
-        shutil.copytree(data.parent, out, copy_function=os.link, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("*.cache"))  # fmt: skip
+    if yaml_out.is_file() and yaml_out.samefile(data):
         text = data.read_text()
-        yaml_out.write_text("\n".join(
-            f"path: {out}" if line.startswith("path:") else line for line in text.splitlines()) + "\n")  # fmt: skip
+        data.unlink()
+        data.write_text(_with_path(text, data.parent.resolve()))
+    if not yaml_out.is_file() or yaml_out.samefile(data):
+        shutil.copytree(data.parent, out, copy_function=os.link, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.cache", data.name))  # fmt: skip
+        yaml_out.unlink(missing_ok=True)
+        yaml_out.write_text(_with_path(data.read_text(), out.resolve()))
     return yaml_out
 
 
