@@ -65,6 +65,30 @@ def test_int8_graph_quantizes_the_convolutions_and_keeps_the_decode_in_float(int
         assert all(c.op_type not in QDQ_OPS for c in proto.graph.node if node.output[0] in c.input)
 
 
+def test_int8_stem_runs_over_the_image_blocks_and_matches_the_plain_stem(int8_export, tmp_path):
+    """The stem convolution reads SpaceToDepth(images) through Q/DQ; without the rewrite it reads the images, and
+    the two INT8 files' outputs agree (the rewrite is exact in float; only the calibration ranges may differ)."""
+    _, result = int8_export
+    proto = onnx.load(str(result.files["int8"]))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    s2d = [n for n in proto.graph.node if n.op_type == "SpaceToDepth"]
+    assert len(s2d) == 1 and s2d[0].input[0] == "images"
+    readers = [n for n in proto.graph.node if s2d[0].output[0] in n.input]
+    assert [n.op_type for n in readers] == ["QuantizeLinear"]
+    stem = next(n for n in proto.graph.node if n.op_type == "Conv")
+    assert producer[producer[stem.input[0]].input[0]] is readers[0]
+    images = sorted(str(p) for p in (SAMPLE / "images" / "train").glob("*.jpg"))[:4]
+    plain = quantize_onnx(result.files["onnx"], images, tmp_path / "plain.onnx", QuantizeSettings(space_to_depth=False))
+    assert "SpaceToDepth" not in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    x = torch.rand(1, 3, 64, 64)
+    a, _ = load_backend(result.files["int8"])(x)
+    b, _ = load_backend(plain)(x)
+    rewritten = quantize_onnx(result.files["onnx"], images, tmp_path / "s2d.onnx")
+    c, _ = load_backend(rewritten)(x)  # same calibration images as plain: the outputs match closely
+    scale = b[..., 4:].abs().max()
+    assert (c[..., 4:] - b[..., 4:]).abs().max() <= 0.05 * scale and a.shape == b.shape
+
+
 def test_whole_graph_quantization_would_be_caught(int8_export, tmp_path):
     """The check that the test above relies on does see QDQ nodes in the decode when they are there."""
     from onnxruntime.quantization import QuantFormat, quantize_static
