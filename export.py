@@ -4,6 +4,7 @@
     python export.py --weights best.pt --include onnx --dynamic --simplify
     python export.py --weights best.pt --include onnx --half --device 0
     python export.py --weights best.pt --include onnx --int8 --data data/bccd.yaml --out-dir exports/
+    python export.py --weights best.onnx --int8 --data data/bccd.yaml     # quantize an exported file
 
 Files are written next to the weights (best.onnx, best.torchscript) or into --out-dir, each to a temporary name
 renamed when complete. --int8 also writes best-int8.onnx, quantized for the CPU with onnxruntime and calibrated on

@@ -81,6 +81,7 @@ class ExportResult:
 def run_export(cfg: ExportConfig) -> ExportResult:
     """Export ``cfg.weights`` next to itself (``best.pt`` -> ``best.onnx``, ``best.torchscript``) or into
     ``cfg.out_dir``; with ``cfg.int8`` also ``best-int8.onnx``, quantized after the float ONNX is written and checked.
+    A float ``.onnx`` written by export.py as ``cfg.weights`` is only quantized (``cfg.int8`` required).
 
     The model is loaded, fused and (with ``--half``) cast to fp16; ``--half`` needs a CUDA ``--device`` because
     fp16 convolutions are not supported on the CPU. Each file is then loaded back and compared with PyTorch.
@@ -94,6 +95,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     out_dir = Path(cfg.out_dir) if cfg.out_dir else weights.parent
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out-dir {out_dir} is a file, not a folder")
+    if weights.suffix == ".onnx":
+        return _quantize_existing(cfg, weights, out_dir)
     model = load_model(weights, device=device, fuse=True)
     stride = int(max(model.stride.max(), 32))
     if cfg.imgsz % stride:
@@ -126,7 +129,20 @@ def run_export(cfg: ExportConfig) -> ExportResult:
             result.checks[fmt] = check
             (LOGGER.info if check.ok else LOGGER.error)("%s", check.summary())
     if cfg.int8:
-        _export_int8(cfg, result)
+        _export_int8(cfg, result, out_dir)
+    return result
+
+
+def _quantize_existing(cfg: ExportConfig, weights: Path, out_dir: Path) -> ExportResult:
+    """``--weights`` is a float ONNX file written by export.py: there is nothing to export, only ``--int8`` to do
+    (the INT8 file goes beside it, or into ``--out-dir``)."""
+    if not cfg.int8:
+        raise ValueError(f"--weights {weights} is already ONNX: add --int8 --data <yaml> to quantize it, or give "
+                         "the .pt checkpoint to export")  # fmt: skip
+    if not weights.is_file():
+        raise FileNotFoundError(f"--weights {weights} does not exist")
+    result = ExportResult(files={"onnx": weights})
+    _export_int8(cfg, result, out_dir)
     return result
 
 
@@ -149,12 +165,13 @@ def split_images(data: str | Path, split: str, limit: int | None = None) -> list
     return images
 
 
-def _export_int8(cfg: ExportConfig, result: ExportResult) -> None:
-    """Quantize the float ONNX just written, print both sizes and compare their detections on the val split."""
+def _export_int8(cfg: ExportConfig, result: ExportResult, out_dir: Path) -> None:
+    """Quantize the float ONNX in ``result`` into ``out_dir``, print both sizes and compare their detections on
+    the val split."""
     float_path = result.files["onnx"]
     calib = split_images(cfg.data, "train", cfg.calib_images)
     settings = QuantizeSettings(method=cfg.calib_method, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range)
-    path = quantize_onnx(float_path, calib, int8_path(float_path), settings)
+    path = quantize_onnx(float_path, calib, int8_path(out_dir / float_path.name), settings)
     result.files["int8"] = path
     f_mb, q_mb = float_path.stat().st_size / 1e6, path.stat().st_size / 1e6
     LOGGER.info("Saved %s (%.1f MB; float %s %.1f MB, %.1fx smaller)", path, q_mb, float_path.name, f_mb, f_mb / q_mb)

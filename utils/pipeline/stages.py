@@ -164,7 +164,8 @@ def build_stages(cfg: PipelineConfig, run: Path, report: Callable[[], None]) -> 
     if cfg.int8:
         quantize = Stage(
             "quantize", "quantize the exported model to INT8 and evaluate it", metrics_file(run, "int8"),
-            [[*export, "--int8", "--data", cfg.data], _val_command(cfg, run, m.int8, "int8")], needs=EXPORT_TOOL,
+            [[sys.executable, "export.py", "--weights", str(m.onnx), "--int8", "--data", cfg.data],
+             _val_command(cfg, run, m.int8, "int8")], needs=EXPORT_TOOL,
         )  # fmt: skip
         stages.append(quantize)
     # the report is rewritten on every run: it covers whatever models exist by then

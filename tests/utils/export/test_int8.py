@@ -149,6 +149,28 @@ def _run_cli(argv: list[str], caplog) -> str:
     return errors[0]
 
 
+def test_an_exported_onnx_is_quantized_without_exporting_again(int8_export, tmp_path, monkeypatch):
+    import models
+
+    data, result = int8_export
+    onnx_file = Path(shutil.copy(result.files["onnx"], tmp_path / "m.onnx"))
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the checkpoint was loaded again"))
+    out = run_export(ExportConfig(weights=str(onnx_file), int8=True, data=str(data), calib_images=2, check_images=2))
+    assert out.files == {"onnx": onnx_file, "int8": tmp_path / "m-int8.onnx"} and out.agreement is not None
+    assert float_decode_violations(onnx.load(str(out.files["int8"]))) == []
+    into = run_export(ExportConfig(weights=str(onnx_file), int8=True, data=str(data), calib_images=2, check_images=0,
+                                   out_dir=str(tmp_path / "q")))  # fmt: skip
+    assert into.files["int8"] == tmp_path / "q" / "m-int8.onnx" and into.files["int8"].is_file()
+
+
+def test_an_onnx_without_int8_or_missing_is_refused(tmp_path, caplog):
+    message = _run_cli(["--weights", str(tmp_path / "m.onnx")], caplog)
+    assert "is already ONNX: add --int8" in message and "m.onnx" in message
+    data = _data(tmp_path, {})
+    message = _run_cli(["--weights", str(tmp_path / "m.onnx"), "--int8", "--data", str(data)], caplog)
+    assert "does not exist" in message and "m.onnx" in message
+
+
 def test_int8_without_data_is_refused_before_anything_is_written(tmp_path, caplog):
     weights = _checkpoint(tmp_path)
     message = _run_cli(["--weights", str(weights), "--include", "onnx", "--imgsz", "64", "--int8"], caplog)

@@ -111,7 +111,10 @@ def test_a_given_teacher_is_evaluated_not_trained(tmp_path):
     planned = stages["evaluate"].plan()
     if Path(REPO / cfg.teacher).is_file():  # the shipped teacher has no metrics in the run yet: it is evaluated
         assert [c[c.index("--name") + 1] for c in planned] == ["teacher"]
-    assert stages["quantize"].commands[0][-3:] == ["--int8", "--data", cfg.data]
+    quantize = stages["quantize"].commands[0]
+    assert quantize[-3:] == ["--int8", "--data", cfg.data]
+    # the quantize stage quantizes the file the export stage wrote; it does not export the model again
+    assert quantize[quantize.index("--weights") + 1] == str(tmp_path / "export" / "model.onnx")
     assert "quantize" not in {s.name for s in build_stages(PipelineConfig(int8=False), tmp_path, lambda: None)}
 
 
