@@ -219,6 +219,10 @@ def quantize_onnx(
     meta = ExportMetadata.from_json(props[METADATA_KEY], float_path)
     if meta.half:
         raise ValueError(f"{float_path} is an fp16 export; INT8 quantization needs a float32 one")
+    quantized_nodes = sum(n.op_type in QDQ_OPS or n.op_type.startswith("QLinear") for n in proto.graph.node)
+    if quantized_nodes:
+        raise ValueError(f"{float_path} is already quantized ({quantized_nodes} quantization nodes): give the float "
+                         "ONNX file it was made from")  # fmt: skip
     batches = list(load_batches(images, meta.imgsz, 1 if meta.dynamic else meta.batch))
     if not batches:
         raise ValueError(f"no readable calibration image among {len(images)} given for {float_path}")

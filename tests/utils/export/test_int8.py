@@ -163,6 +163,14 @@ def test_an_exported_onnx_is_quantized_without_exporting_again(int8_export, tmp_
     assert into.files["int8"] == tmp_path / "q" / "m-int8.onnx" and into.files["int8"].is_file()
 
 
+def test_an_int8_file_is_not_quantized_again(int8_export, tmp_path, caplog):
+    data, result = int8_export
+    int8_file = Path(shutil.copy(result.files["int8"], tmp_path / "m-int8.onnx"))
+    message = _run_cli(["--weights", str(int8_file), "--int8", "--data", str(data), "--calib-images", "2"], caplog)
+    assert "m-int8.onnx is already quantized" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-int8.onnx"]  # nothing written
+
+
 def test_an_onnx_without_int8_or_missing_is_refused(tmp_path, caplog):
     message = _run_cli(["--weights", str(tmp_path / "m.onnx")], caplog)
     assert "is already ONNX: add --int8" in message and "m.onnx" in message
