@@ -212,7 +212,10 @@ def quantize_onnx(
     out_path = Path(out_path) if out_path is not None else int8_path(float_path)
     if not float_path.is_file():
         raise FileNotFoundError(f"{float_path} does not exist")
-    proto = onnx.load(str(float_path))
+    try:
+        proto = onnx.load(str(float_path))
+    except Exception as e:  # onnx raises DecodeError and others for files that are not ONNX
+        raise ValueError(f"{float_path}: not a readable ONNX file ({e})") from e
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY not in props:
         raise ValueError(f"{float_path}: no '{METADATA_KEY}' metadata; export the model with export.py")

@@ -171,6 +171,14 @@ def test_an_int8_file_is_not_quantized_again(int8_export, tmp_path, caplog):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-int8.onnx"]  # nothing written
 
 
+def test_a_corrupt_onnx_is_refused_in_one_line(tmp_path, caplog):
+    image = next((SAMPLE / "images" / "train").glob("*.jpg"))
+    data = _data(tmp_path, {"a.jpg": image.read_bytes()})
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
+    message = _run_cli(["--weights", str(tmp_path / "bad.onnx"), "--int8", "--data", str(data)], caplog)
+    assert "bad.onnx: not a readable ONNX file" in message
+
+
 def test_an_onnx_without_int8_or_missing_is_refused(tmp_path, caplog):
     message = _run_cli(["--weights", str(tmp_path / "m.onnx")], caplog)
     assert "is already ONNX: add --int8" in message and "m.onnx" in message
