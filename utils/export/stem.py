@@ -29,8 +29,8 @@ def _attributes(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _rewritable(node, attrs: dict, weight: np.ndarray) -> int:
-    """The block size ``s`` when ``node`` can be rewritten, else 0."""
+def _rewritable(attrs: dict, weight: np.ndarray) -> int:
+    """The block size ``s`` when a convolution with ``attrs`` and ``weight`` can be rewritten, else 0."""
     strides = list(attrs.get("strides", [1, 1]))
     kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
     pads = list(attrs.get("pads", [0] * 2 * len(kernel)))
@@ -74,7 +74,7 @@ def rewrite_stem(proto) -> list[str]:
             continue
         weight = numpy_helper.to_array(inits[node.input[1]])
         attrs = _attributes(node)
-        s = _rewritable(node, attrs, weight)
+        s = _rewritable(attrs, weight)
         if not s:
             continue
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(space_to_depth_weight(weight, s), node.input[1]))
