@@ -17,32 +17,9 @@ import math
 import numpy as np
 import torch
 
+from utils.box_formats import xywh2xyxy, xyxy2xywh  # noqa: F401  (part of this module's interface)
+
 Array = torch.Tensor | np.ndarray
-
-
-def _empty_like(x: Array) -> Array:
-    return torch.empty_like(x) if isinstance(x, torch.Tensor) else np.empty_like(x)
-
-
-def xyxy2xywh(x: Array) -> Array:
-    """Corners ``[..., 4]`` to centre/size ``[..., 4]`` (same units)."""
-    y = _empty_like(x)
-    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
-    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
-    y[..., 2] = x[..., 2] - x[..., 0]
-    y[..., 3] = x[..., 3] - x[..., 1]
-    return y
-
-
-def xywh2xyxy(x: Array) -> Array:
-    """Centre/size ``[..., 4]`` to corners ``[..., 4]`` (same units)."""
-    y = _empty_like(x)
-    half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
-    y[..., 0] = x[..., 0] - half_w
-    y[..., 1] = x[..., 1] - half_h
-    y[..., 2] = x[..., 0] + half_w
-    y[..., 3] = x[..., 1] + half_h
-    return y
 
 
 def xywhn2xyxy(x: Array, w: float, h: float, padw: float = 0.0, padh: float = 0.0) -> Array:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from utils.boxes import box_iou
+from utils.curves import smooth
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -131,20 +132,6 @@ def compute_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.nda
     grid = np.linspace(0.0, 1.0, 101)
     ap = float(_trapezoid(np.interp(grid, mrec, mpre), grid))
     return ap, mpre, mrec
-
-
-def smooth(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:
-    """Moving average of ``y`` (``[k]``) over an odd window of about ``fraction * k`` samples, edges replicated.
-
-    Returns an array of the same length ``[k]``.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    if y.size == 0:
-        return y
-    half = int(round(len(y) * fraction)) // 2
-    window = 2 * half + 1
-    padded = np.concatenate((np.full(half, y[0]), y, np.full(half, y[-1])))
-    return np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
 @dataclass

@@ -1,21 +1,25 @@
 """Drawing detections on images (OpenCV, BGR uint8) and saving box crops.
 
-Text is drawn with OpenCV's built-in Hershey font, so nothing is downloaded and no font file is needed.
+Text is drawn with OpenCV's built-in Hershey font, so nothing is downloaded and no font file is needed. Tensors
+are accepted wherever arrays are, but the module does not import torch (see :mod:`utils.plots.drawer`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
-from utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
+from utils.box_formats import xywh2xyxy, xyxy2xywh
 from utils.plots.colors import colors
 
-__all__ = ["Annotator", "save_one_box", "unique_path"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Annotator", "class_names", "save_one_box", "unique_path"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -24,6 +28,15 @@ def _check_image(im: np.ndarray) -> None:
     if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
         desc = f"{im.dtype} {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
         raise ValueError(f"image is {desc}; expected a uint8 BGR array of shape [H, W, 3]")
+
+
+def class_names(names: Sequence[str] | dict[int, str] | None, classes: Sequence[int]) -> list[str]:
+    """The legend names of class ids ``classes``: ``names[c]`` (a list or an id -> name dict), the id itself where
+    ``names`` is absent or lacks it."""
+    if names is None:
+        return [str(int(c)) for c in classes]
+    lookup = names if isinstance(names, dict) else dict(enumerate(names))
+    return [str(lookup.get(int(c), int(c))) for c in classes]
 
 
 class Annotator:
@@ -96,7 +109,7 @@ class Annotator:
 
     def draw_detections(self, detections: torch.Tensor | np.ndarray) -> Annotator:
         """Draw ``[n, 6]`` detections ``(x1, y1, x2, y2, score, class)`` (xyxy pixels of this image)."""
-        det = detections.detach().cpu().numpy() if isinstance(detections, torch.Tensor) else np.asarray(detections)
+        det = detections.detach().cpu().numpy() if hasattr(detections, "detach") else np.asarray(detections)
         if det.size and (det.ndim != 2 or det.shape[1] != 6):
             raise ValueError(f"detections has shape {det.shape}; expected [n, 6] (x1, y1, x2, y2, score, class)")
         for *xyxy, conf, cls in det.reshape(-1, 6).tolist():
@@ -156,14 +169,15 @@ def save_one_box(
     _check_image(im)
     if gain <= 0 or pad < 0:
         raise ValueError(f"gain={gain!r} and pad={pad!r} are invalid; need gain > 0 and pad >= 0")
-    box = torch.as_tensor(np.asarray(xyxy, dtype=np.float64)).reshape(-1)
-    if box.numel() != 4:
-        raise ValueError(f"xyxy has {box.numel()} values; expected 4 (x1, y1, x2, y2)")
-    b = xyxy2xywh(box.view(1, 4))
+    box = np.asarray(xyxy, dtype=np.float64).reshape(-1)
+    if box.size != 4:
+        raise ValueError(f"xyxy has {box.size} values; expected 4 (x1, y1, x2, y2)")
+    b = xyxy2xywh(box.reshape(1, 4))
     if square:
-        b[:, 2:] = b[:, 2:].max(1, keepdim=True).values
+        b[:, 2:] = b[:, 2:].max(1, keepdims=True)
     b[:, 2:] = b[:, 2:] * gain + pad
-    x1, y1, x2, y2 = clip_boxes(xywh2xyxy(b), im.shape[:2])[0].round().long().tolist()
+    h, w = im.shape[:2]
+    x1, y1, x2, y2 = np.round(np.clip(xywh2xyxy(b)[0], 0, (w, h, w, h))).astype(int).tolist()
     crop = im[y1:y2, x1:x2].copy()
     if crop.size == 0:
         raise ValueError(f"box {box.tolist()} lies outside the {im.shape[1]}x{im.shape[0]} image; nothing to crop")

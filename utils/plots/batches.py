@@ -1,7 +1,8 @@
 """Image-grid mosaics of a batch with its boxes (``train_batch0.jpg``, ``val_batch0_labels.jpg``, ...).
 
 Drawing is done with OpenCV on a BGR ``uint8`` canvas (text with OpenCV's built-in Hershey font), so nothing is
-downloaded and no display is needed.
+downloaded and no display is needed. Tensors are accepted wherever arrays are, but the module does not import torch
+(see :mod:`utils.plots.drawer`).
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
-from utils.boxes import xywh2xyxy, xyxy2xywh
+from utils.box_formats import xywh2xyxy, xyxy2xywh
 from utils.plots.annotate import Annotator
 from utils.plots.colors import colors
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["output_to_targets", "plot_images"]
 
@@ -27,7 +31,7 @@ _NORMALISED_LIMIT = 1.01
 
 
 def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def output_to_targets(detections: Sequence[torch.Tensor | np.ndarray], max_det: int | None = None) -> np.ndarray:

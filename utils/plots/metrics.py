@@ -1,19 +1,25 @@
 """Evaluation plots: precision-recall curve, metric-vs-confidence curves and the confusion matrix.
 
 Figures are built with Matplotlib's object API on an Agg canvas (no pyplot state, no display, no downloads), so
-they work on headless machines and in worker threads.
+they work on headless machines and in worker threads. The module does not import torch (see
+:mod:`utils.plots.drawer`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from utils.metrics import APResult, ConfusionMatrix, smooth
+from utils.curves import smooth
+from utils.plots.annotate import class_names
+
+if TYPE_CHECKING:
+    from utils.metrics import APResult, ConfusionMatrix
 
 __all__ = ["class_names", "plot_ap_result", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve"]
 
@@ -31,15 +37,6 @@ def _save(fig: Figure, path: str | Path, dpi: int = 200) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
-
-
-def class_names(names: Sequence[str] | dict[int, str] | None, classes: Sequence[int]) -> list[str]:
-    """The legend names of class ids ``classes``: ``names[c]`` (a list or an id -> name dict), the id itself where
-    ``names`` is absent or lacks it."""
-    if names is None:
-        return [str(int(c)) for c in classes]
-    lookup = names if isinstance(names, dict) else dict(enumerate(names))
-    return [str(lookup.get(int(c), int(c))) for c in classes]
 
 
 def plot_pr_curve(
@@ -151,7 +148,7 @@ def plot_confusion_matrix(
         names: ``nc`` class names; class ids when absent. Tick labels are shown up to 30 classes.
         normalize: divide each column by its total (fraction of each true class); values below 0.005 are blank.
     """
-    m = matrix.matrix if isinstance(matrix, ConfusionMatrix) else np.asarray(matrix)
+    m = np.asarray(getattr(matrix, "matrix", matrix))  # a ConfusionMatrix or its array
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         raise ValueError(f"matrix has shape {m.shape}; expected a square [nc + 1, nc + 1] array with nc >= 1")
     nc = m.shape[0] - 1
