@@ -5,11 +5,9 @@ Used by ``val.py`` and, after every epoch, by the training engine.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,9 @@ from utils.coco import detections_to_coco, image_id_from_path, save_coco_json
 from utils.data.labels import write_label_file
 from utils.metrics import IOU_THRESHOLDS, APResult, ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
+from utils.plots.annotate import class_names
+from utils.plots.batches import output_to_targets
+from utils.plots.pool import ThreadPlotter
 from utils.torch_utils import fast_layout
 
 LOGGER = logging.getLogger(__name__)
@@ -85,11 +86,15 @@ def evaluate(
     loss_fn=None,
     save_dir: str | Path | None = None,
     desc: str = "val",
+    plotter=None,
 ) -> EvalResult:
     """Measure detection metrics of ``model`` on ``loader`` (batches of ``YoloDataset.collate_fn``).
 
     Detections and labels are compared in original-image pixels after mapping back through each image's
     letterbox. ``loss_fn`` (a :class:`utils.loss.YoloLoss`), if given, also yields validation losses.
+
+    With ``cfg.plots`` and a ``save_dir``, plots are drawn by ``plotter`` (a :mod:`utils.plots.pool` plotter,
+    closed here) or, without one, by threads of this process; every plot is written when this returns.
     """
     cfg = cfg or EvalConfig()
     first = next(model.parameters())
@@ -99,22 +104,37 @@ def evaluate(
     model.eval()
     if half and not stored_half:
         model.half()
+    save_dir = Path(save_dir) if save_dir is not None else None
+    if not (cfg.plots and save_dir is not None):
+        if plotter is not None:
+            plotter.close()
+        plotter = None
+    elif plotter is None:
+        plotter = ThreadPlotter()
+    try:
+        return _evaluate(model, loader, names, cfg, loss_fn, save_dir, desc, plotter, device, half)
+    finally:
+        if plotter is not None:
+            plotter.close()  # every plot is written when evaluate returns
+        if half and not stored_half:
+            model.float()
+        model.train(was_training)
+
+
+def _evaluate(model, loader, names, cfg: EvalConfig, loss_fn, save_dir, desc, plotter, device, half) -> EvalResult:
     nc = 1 if cfg.single_cls else len(names)
     iouv = IOU_THRESHOLDS.to(device)
     confusion = ConfusionMatrix(nc=nc)
-    save_dir = Path(save_dir) if save_dir is not None else None
     if save_dir is not None and cfg.save_txt:
         (save_dir / "labels").mkdir(parents=True, exist_ok=True)
-
-    plotter = _plotter() if cfg.plots and save_dir is not None else None
     stats: list[tuple[torch.Tensor, ...]] = []
     json_rows: list[dict] = []
     loss_sums: dict[str, float] = {}
     times = [0.0, 0.0, 0.0]
     seen = 0
-    for batch_i, (imgs, targets, paths, shapes) in enumerate(tqdm(loader, desc=f"{desc:>10}", leave=False)):
+    for batch_i, (images, targets, paths, shapes) in enumerate(tqdm(loader, desc=f"{desc:>10}", leave=False)):
         t0 = time.perf_counter()
-        imgs = imgs.to(device, non_blocking=True)
+        imgs = images.to(device, non_blocking=True)
         imgs = fast_layout((imgs.half() if half else imgs.float()) / 255)
         targets = targets.to(device)
         batch, _, height, width = imgs.shape
@@ -159,32 +179,16 @@ def evaluate(
             if cfg.save_json:
                 json_rows += detections_to_coco(det_native, image_id_from_path(path))
         if plotter is not None and batch_i < 3:
-            plotter.submit(_plot_batch, imgs, targets, dets, paths, names, save_dir, batch_i)
+            _plot_batch(plotter, images, targets, dets, paths, names, save_dir, batch_i)
 
     result = _summarise(stats, nc, names, cfg, save_dir, confusion, seen, plotter)
-    if plotter is not None:
-        plotter.shutdown(wait=True)  # every plot is written when evaluate returns
     result.losses = {k: v / max(len(loader), 1) for k, v in loss_sums.items()}
     result.speed_ms = {
         k: t / max(seen, 1) * 1e3 for k, t in zip(("preprocess", "inference", "nms"), times, strict=True)
     }
     if cfg.save_json and save_dir is not None:
         save_coco_json(json_rows, save_dir / "predictions.json")
-    if half and not stored_half:
-        model.float()
-    model.train(was_training)
     return result
-
-
-def _plotter() -> ThreadPoolExecutor:
-    """Threads that draw the plots while the main thread goes on with forward passes (which release the
-    interpreter lock); they start by importing the plotting modules (Matplotlib takes ~0.7 s to import). Two, so
-    that the five curve figures drawn after the last batch share the two cores (PNG encoding releases the lock:
-    0.77 -> 0.57 s for the five on 2 cores)."""
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="plots")
-    pool.submit(importlib.import_module, "utils.plots.metrics")
-    pool.submit(importlib.import_module, "utils.plots.batches")
-    return pool
 
 
 def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int, plotter=None) -> EvalResult:
@@ -203,9 +207,7 @@ def _summarise(stats, nc, names, cfg: EvalConfig, save_dir, confusion, seen: int
         for i, c in enumerate(ap.classes):
             result.maps[int(c)] = ap.ap50_95[i]
         if plotter is not None:
-            shown = names if not cfg.single_cls else ["item"]
-            for figure in CURVE_FIGURES:
-                plotter.submit(_plot_curve, figure, ap, confusion, shown, save_dir)
+            _plot_curves(plotter, ap, confusion, names if not cfg.single_cls else ["item"], save_dir)
     counts = np.bincount(target_cls.astype(int), minlength=nc)
     images_with = np.zeros(nc, dtype=int)
     for s in stats:
@@ -225,37 +227,25 @@ def _log_table(result: EvalResult, names, counts, images_with, per_class: bool) 
             LOGGER.info(row, names[int(c)], images_with[int(c)], counts[int(c)], p, r, ap50, ap)
 
 
-CURVE_FIGURES = ("PR_curve", "F1_curve", "P_curve", "R_curve", "confusion_matrix")
+def _plot_curves(plotter, ap: APResult, confusion: ConfusionMatrix, names, save_dir: Path) -> None:
+    """PR, F1, P and R curves and the confusion matrix as ``<name>.png`` in ``save_dir``, one task each (so they
+    spread over the plotter's threads or processes), the slowest first."""
+    labels = class_names(names, ap.classes)
+    plotter.submit("confusion_matrix", "confusion_matrix", confusion.matrix, save_dir / "confusion_matrix.png", names)
+    plotter.submit("PR_curve", "pr_curve", ap.px, ap.pr_curve, ap.ap50, save_dir / "PR_curve.png", labels)
+    for name, ylabel, curve in (("F1_curve", "F1", ap.f1_curve), ("P_curve", "Precision", ap.p_curve),
+                                ("R_curve", "Recall", ap.r_curve)):  # fmt: skip
+        plotter.submit(name, "mc_curve", ap.px, curve, save_dir / f"{name}.png", labels, "Confidence", ylabel)
 
 
-def _plot_curve(figure: str, ap: APResult, confusion: ConfusionMatrix, names, save_dir: Path) -> None:
-    """Draw one of :data:`CURVE_FIGURES` as ``<figure>.png`` in ``save_dir`` (each is its own task, so that they
-    spread over the plotting threads)."""
-    try:
-        from utils.plots import metrics as plots
-
-        path = save_dir / f"{figure}.png"
-        labels = plots.class_names(names, ap.classes)
-        if figure == "PR_curve":
-            plots.plot_pr_curve(ap.px, ap.pr_curve, ap.ap50, path, labels)
-        elif figure == "confusion_matrix":
-            plots.plot_confusion_matrix(confusion.matrix, path, names)
-        else:
-            metric = {"F1_curve": ("F1", ap.f1_curve), "P_curve": ("Precision", ap.p_curve),
-                      "R_curve": ("Recall", ap.r_curve)}[figure]  # fmt: skip
-            plots.plot_mc_curve(ap.px, metric[1], path, labels, ylabel=metric[0])
-    except Exception as e:  # a plot must never cost the metrics
-        LOGGER.warning("plotting %s failed: %s", figure, e)
-
-
-def _plot_batch(imgs, targets, dets, paths, names, save_dir: Path, batch_i: int) -> None:
-    try:
-        from utils.plots.batches import output_to_targets, plot_images
-
-        plot_images(imgs, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-        plot_images(imgs, output_to_targets(dets), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
-    except Exception as e:
-        LOGGER.warning("plotting validation batch %d failed: %s", batch_i, e)
+def _plot_batch(plotter, images: torch.Tensor, targets: torch.Tensor, dets, paths, names, save_dir: Path, i: int):
+    """``val_batch<i>_labels.jpg`` and ``val_batch<i>_pred.jpg``: the loader's ``[B, 3, H, W]`` uint8 ``images``
+    with the ``[N, 6]`` normalised labels and with the detections (``[n, 6]`` xyxy input pixels per image)."""
+    pixels, paths, names = images.cpu().numpy(), [str(p) for p in paths], list(names)
+    plotter.submit(f"val_batch{i}_labels", "batch", pixels, targets.cpu().numpy(), paths,
+                   save_dir / f"val_batch{i}_labels.jpg", names)  # fmt: skip
+    plotter.submit(f"val_batch{i}_pred", "batch", pixels, output_to_targets(dets), paths,
+                   save_dir / f"val_batch{i}_pred.jpg", names)  # fmt: skip
 
 
 def write_metrics_json(result: EvalResult, path: Path, names: list[str], single_cls: bool, **facts) -> None:

@@ -1,17 +1,20 @@
-"""``val.py``: evaluate a checkpoint on a dataset split and write the metrics to ``metrics.json``."""
+"""``val.py``: evaluate a checkpoint on a dataset split and write the metrics to ``metrics.json``.
+
+Importing this module does not import torch: :func:`run_val` starts its drawing processes first, so that they
+load Matplotlib while this process loads torch (see :mod:`utils.plots.pool`).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from utils.cli import check_flags, flag
-from utils.data import create_dataloader, load_data_config
-from utils.evaluation import EvalConfig, EvalResult, evaluate, write_metrics_json
-from utils.export.backend import load_backend
-from utils.files import increment_path
-from utils.torch_utils import keep_freed_memory, select_device
+
+if TYPE_CHECKING:
+    from utils.evaluation import EvalResult
 
 LOGGER = logging.getLogger(__name__)
 TASKS = ("train", "val", "test", "speed")
@@ -56,6 +59,25 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
     ``task='speed'`` measures time per image at the thresholds used for deployment (conf 0.25, IoU 0.45),
     without plots or files.
     """
+    speed = cfg.task == "speed"
+    plots = not (speed or cfg.noplots)
+    from utils.plots.pool import start_plotter
+
+    plotter = start_plotter(processes=True) if plots else None
+    try:
+        return _run_val(cfg, plotter)
+    finally:
+        if plotter is not None:
+            plotter.close()  # after an error too: the drawing processes end with the program's run
+
+
+def _run_val(cfg: ValConfig, plotter) -> tuple[EvalResult, Path]:
+    from utils.data import create_dataloader, load_data_config
+    from utils.evaluation import EvalConfig, evaluate, write_metrics_json
+    from utils.export.backend import load_backend
+    from utils.files import increment_path
+    from utils.torch_utils import keep_freed_memory, select_device
+
     device = select_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()
@@ -86,7 +108,7 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
         save_json=cfg.save_json and not speed,
         verbose=cfg.verbose,
     )
-    result = evaluate(model, loader, data.names, eval_cfg, save_dir=save_dir, desc=split)
+    result = evaluate(model, loader, data.names, eval_cfg, save_dir=save_dir, desc=split, plotter=plotter)
     t = result.speed_ms
     LOGGER.info(
         "Speed: %.1f ms pre-process, %.1f ms inference, %.1f ms NMS per image at shape (%d, 3, %d, %d)",
