@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from utils.plots import pool as pool_module
+from utils.plots.drawer import NICENESS
 from utils.plots.pool import ProcessPlotter, ThreadPlotter, start_plotter
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,3 +119,17 @@ def test_the_drawing_modules_and_the_val_runner_load_without_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
+def test_drawing_processes_run_below_the_programs_priority(tmp_path):
+    plotter = ProcessPlotter(processes=1)
+    try:
+        plotter.submit("cm", "confusion_matrix", np.eye(3), tmp_path / "cm.png")  # answered: the process is set up
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "cm.png").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = plotter._drawers[0].proc.pid
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + NICENESS, 19)
+    finally:
+        plotter.close()
