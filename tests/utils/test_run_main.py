@@ -1,4 +1,4 @@
-"""utils.cli.run_main: exit statuses, and the collector frozen only when the program ends."""
+"""utils.cli.run_main: exit statuses, and the collector's settings changed only for a program's own run."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from utils.cli import run_main
+from utils.cli import YOUNG_OBJECTS_PER_COLLECTION, run_main
 
 REPO = Path(__file__).resolve().parents[2]
 
 PROGRAM = """
 import atexit, gc, sys
-from utils.cli import run_main
+from utils.cli import YOUNG_OBJECTS_PER_COLLECTION, run_main
 atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, flush=True))
 def main(argv):
+    print("threshold", gc.get_threshold()[0], flush=True)
     if sys.argv[1] == "bad":
         raise ValueError("--x 3: not allowed")
     with open(sys.argv[2], "w") as f:
@@ -32,6 +33,7 @@ def test_the_command_line_ends_with_the_collector_frozen_and_its_files_written(t
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "frozen True" in proc.stdout
+    assert f"threshold {YOUNG_OBJECTS_PER_COLLECTION}" in proc.stdout
     assert out.read_text() == "done\n"
 
 
@@ -43,12 +45,12 @@ def test_bad_input_on_the_command_line_still_ends_in_one_line_with_status_2(tmp_
     assert "Traceback" not in proc.stderr
 
 
-def test_main_called_with_argv_freezes_nothing():
-    before = gc.get_freeze_count()
+def test_main_called_with_argv_changes_nothing_in_the_collector():
+    before, threshold = gc.get_freeze_count(), gc.get_threshold()
     seen = []
-    run_main(seen.append, ["--flag"])
-    assert seen == [["--flag"]]
-    assert gc.get_freeze_count() == before
+    run_main(lambda argv: seen.append((argv, gc.get_threshold())), ["--flag"])
+    assert seen == [(["--flag"], threshold)]
+    assert gc.get_freeze_count() == before and gc.get_threshold() == threshold
     with pytest.raises(SystemExit) as e:
         run_main(lambda argv: (_ for _ in ()).throw(ValueError("bad")), ["--x"])
     assert e.value.code == 2
