@@ -8,8 +8,8 @@ in ``close()``.
   interpreter lock, which the program's own thread then waits for between its torch operations.
 - :class:`ProcessPlotter`: two ``python -m utils.plots.drawer`` processes. Started before the program imports torch,
   they import Matplotlib on the core that the import leaves free, and they draw without taking the program's
-  interpreter lock. ``val.py`` uses them: on 2 CPU cores its run over BCCD's 87 validation images took about 0.9 s
-  less than with threads (``benchmarks/vs_upstream.py --task val`` measures it).
+  interpreter lock. ``val.py`` uses them: on 2 CPU cores its run over BCCD's 87 validation images was 1.10x faster
+  than with threads (median of 6 alternating pairs; docs/benchmarks.md, "Side by side with upstream").
 """
 
 from __future__ import annotations
