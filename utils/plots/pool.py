@@ -61,7 +61,7 @@ class ThreadPlotter:
         future.add_done_callback(report)
 
     def close(self) -> None:
-        """Wait for every plot (again: nothing)."""
+        """Wait for every plot (a second call does nothing)."""
         self._pool.shutdown(wait=True)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils.cli import check_flags, flag
+from utils.plots.pool import start_plotter
 
 if TYPE_CHECKING:
     from utils.evaluation import EvalResult
@@ -59,10 +60,7 @@ def run_val(cfg: ValConfig) -> tuple[EvalResult, Path]:
     ``task='speed'`` measures time per image at the thresholds used for deployment (conf 0.25, IoU 0.45),
     without plots or files.
     """
-    speed = cfg.task == "speed"
-    plots = not (speed or cfg.noplots)
-    from utils.plots.pool import start_plotter
-
+    plots = not (cfg.task == "speed" or cfg.noplots)
     plotter = start_plotter(processes=True) if plots else None
     try:
         return _run_val(cfg, plotter)
