@@ -158,7 +158,9 @@ class ProcessPlotter:
 
 def start_plotter(processes: bool) -> ThreadPlotter | ProcessPlotter:
     """Drawing processes when ``processes`` and they start, else threads (a warning says why)."""
-    if processes:
+    if processes and not sys.executable:  # an embedded interpreter: no program to start
+        LOGGER.warning("drawing processes need a Python executable (sys.executable is empty); plots drawn in threads")
+    elif processes:
         try:
             return ProcessPlotter()
         except OSError as e:

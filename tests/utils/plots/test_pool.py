@@ -111,6 +111,15 @@ def test_threads_are_used_when_processes_cannot_start(monkeypatch, caplog):
     plotter.close()
 
 
+def test_threads_are_used_without_a_python_executable(monkeypatch, caplog):
+    monkeypatch.setattr(pool_module.sys, "executable", "")
+    with caplog.at_level(logging.WARNING):
+        plotter = start_plotter(processes=True)
+    assert isinstance(plotter, ThreadPlotter)
+    assert "sys.executable is empty" in caplog.text
+    plotter.close()
+
+
 def test_the_drawing_modules_and_the_val_runner_load_without_torch():
     code = (
         "import sys, utils.plots.drawer as d, utils.runners.val; d.preload(); "
