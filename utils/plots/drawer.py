@@ -75,7 +75,7 @@ def main() -> None:
     preload()
     serve(inp, out)
     # every figure is written and closed and every answer flushed: end now, without the interpreter's shutdown
-    # (about 0.1-0.2 s of collecting Matplotlib's objects, which the program would wait for)
+    # (which would search Matplotlib's objects for cycles while the program waits for this process to end)
     sys.stderr.flush()
     os._exit(0)
 
